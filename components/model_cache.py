@@ -1,0 +1,48 @@
+"""The UI-side wrapper over the backend's model engine: one engine per process, shared by all."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from backend.engine import ModelEngine
+from backend.model_loader import LoadedModel, ModelLoadError, ModelSpec
+
+
+@st.cache_resource(show_spinner=False)
+def get_engine() -> ModelEngine:
+    """The single ModelEngine of this app process (shared by every page and browser session)."""
+    return ModelEngine()
+
+
+def initial_spec() -> ModelSpec:
+    """The model the app starts with: $MODEL_PATH, else the embedded default."""
+    return ModelSpec(
+        path=os.environ.get("MODEL_PATH", "default") or "default",
+        trust_remote_code=os.environ.get("TRUST_REMOTE_CODE", "") in ("1", "true", "yes"),
+    )
+
+
+def load_with_progress(spec: ModelSpec) -> LoadedModel | None:
+    """Load `spec` into the shared engine, drawing a progress bar; show errors in the page."""
+    engine = get_engine()
+    bar = st.progress(0.0, text=f"Loading {spec.path}…")
+    try:
+        loaded = engine.load(spec, lambda frac, msg: bar.progress(min(max(frac, 0.0), 1.0), text=msg))
+    except ModelLoadError as exc:
+        bar.empty()
+        st.session_state["model_error"] = str(exc)
+        return engine.loaded
+    bar.empty()
+    st.session_state.pop("model_error", None)
+    return loaded
+
+
+def ensure_model() -> LoadedModel | None:
+    """The loaded model; on the first visit of a fresh process, load the starting model."""
+    engine = get_engine()
+    if engine.loaded is None and not st.session_state.get("autoload_tried"):
+        st.session_state["autoload_tried"] = True
+        load_with_progress(initial_spec())
+    return engine.loaded

@@ -1,0 +1,71 @@
+"""Streaming one model reply into the page: queueing, throttled redraws, Stop, partial replies."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from backend.generation import ChatStream
+from backend.prompting import PromptTooLongError
+from backend.sampling import SamplingSettings
+from components.model_cache import get_engine
+
+REDRAW_INTERVAL_S = 0.05
+
+
+def _notice(dropped: int, context_length: int) -> str | None:
+    if not dropped:
+        return None
+    return (f"The {dropped} oldest message(s) were left out of the prompt to fit the model's "
+            f"context of {context_length:,} tokens.")
+
+
+def stream_reply(
+    messages: list[dict], settings: SamplingSettings, history: list[dict], stop_key: str,
+) -> bool:
+    """Generate the model's reply to `messages` inside an assistant chat message.
+
+    The assistant entry is appended to `history`, also when Stop interrupted it (the partial
+    text is kept: a click on Stop reruns the script, and the `finally` below still records the
+    reply before the rerun). Returns False when the prompt could not be sent (the error shows).
+    """
+    engine = get_engine()
+    loaded = engine.loaded
+    entry: dict = {"role": "assistant", "content": ""}
+    stream: ChatStream | None = None
+    with st.chat_message("assistant"):
+        status = st.empty()
+        body = st.empty()
+        st.button("Stop", icon=":material/stop_circle:", key=stop_key, help="Stop generating; the partial reply is kept.")
+
+        def waiting(seconds: float) -> None:
+            status.info(f"Waiting for another session's generation to finish… {seconds:.0f} s",
+                        icon="⏳")
+
+        try:
+            with engine.generation_slot(on_wait=waiting):
+                status.empty()
+                try:
+                    stream = engine.chat_stream(messages, settings)
+                except PromptTooLongError as exc:
+                    status.error(str(exc))
+                    return None
+                last = 0.0
+                for _ in stream:
+                    now = time.perf_counter()
+                    if now - last >= REDRAW_INTERVAL_S:
+                        body.markdown(stream.text + "▌")
+                        last = now
+                body.markdown(stream.text or "*(empty reply)*")
+        finally:
+            if stream is not None:
+                stream.close()
+                entry["content"] = stream.text
+                entry["stats"] = stream.stats.to_dict()
+                entry["stopped"] = stream.stats.stop_reason == "stopped"
+                notice = _notice(stream.dropped_messages, loaded.context_length if loaded else 0)
+                if notice:
+                    entry["notice"] = notice
+                history.append(entry)
+    return stream is not None
