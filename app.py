@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from components.chat_mode import render_chat_mode
+from components.interpreter_mode import render_interpreter_mode
 from components.model_cache import get_engine
 from components.model_sidebar import render_model_sidebar
 from components.sampling_sidebar import render_sampling_sidebar
+from components.tool_mode import render_tool_mode
 
 MODES = ("Chat", "Tool", "Code Interpreter")
 
@@ -24,6 +26,10 @@ if not model_ready:
 
 if mode == "Chat":
     render_chat_mode(settings, system_prompt, model_ready)
+elif mode == "Tool":
+    render_tool_mode(settings, system_prompt, model_ready)
+elif mode == "Code Interpreter":
+    render_interpreter_mode(settings, system_prompt, model_ready)
 else:
     st.info(f"{mode} mode is not available yet: it is being built (see the issue tracker). "
             "Chat mode works now; your chat history is kept when you switch modes.")

@@ -1,4 +1,4 @@
-"""Streaming generation: an own decode loop over the KV cache, with detokenization in the same thread.
+"""Streaming generation: an own decode loop over the KV cache, detokenized in the same thread.
 
 `model.generate` with a TextIteratorStreamer runs the model in a second thread and hands text over
 a queue; on a small CPU the two threads fight for the GIL and the cores (about 0.6 of plain
@@ -22,7 +22,9 @@ from typing import Any
 from backend.detokenizer import IncrementalDetokenizer
 from backend.sampling import SamplingSettings, build_logits_processors
 
-_STOP_TOKEN_TEXTS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "<|user|>", "<|observation|>")
+_STOP_TOKEN_TEXTS = (
+    "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "<|user|>", "<|observation|>",
+)
 
 
 @dataclass

@@ -180,7 +180,8 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
                 if not base:
                     raise ModelLoadError(f"{folder}/adapter_config.json names no base model.")
                 folder = Path(base)
-                if str(base) == default_model.DEFAULT_MODEL_ALIAS or folder == default_model.converted_dir():
+                is_default = str(base) == default_model.DEFAULT_MODEL_ALIAS
+                if is_default or folder == default_model.converted_dir():
                     folder = default_model.ensure_default_model(report)
                 elif not folder.is_dir():
                     raise ModelLoadError(

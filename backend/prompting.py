@@ -1,4 +1,4 @@
-"""Turning a conversation into prompt tokens: the tokenizer's chat template, a fallback, context fitting.
+"""Conversation to prompt tokens: the chat template, a fallback format, fitting the context.
 
 Fallback format, for tokenizers without a chat template (documented in the README)::
 
@@ -69,7 +69,9 @@ def render_prompt(
     return tokenizer.apply_chat_template(_plain(messages), **kwargs)
 
 
-def encode_prompt(tokenizer: Any, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+def encode_prompt(
+    tokenizer: Any, messages: list[dict], tools: list[dict] | None = None,
+) -> list[int]:
     text = render_prompt(tokenizer, messages, tools)
     # The template already holds BOS and friends; adding them again would double them.
     add_special = not has_chat_template(tokenizer)

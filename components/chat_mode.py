@@ -36,10 +36,10 @@ def _prompt_messages(history: list[dict], system_prompt: str) -> list[dict]:
 def render_chat_mode(settings: SamplingSettings, system_prompt: str, model_ready: bool) -> None:
     history = _history()
     cols = st.columns([1, 1, 2])
-    cols[0].button("Retry", icon=":material/refresh:", on_click=_retry, key="chat_retry", width="stretch",
-                   disabled=not history or not model_ready)
-    cols[1].button("Clear", icon=":material/delete:", on_click=_clear, key="chat_clear", width="stretch",
-                   disabled=not history)
+    cols[0].button("Retry", icon=":material/refresh:", on_click=_retry, key="chat_retry",
+                   width="stretch", disabled=not history or not model_ready)
+    cols[1].button("Clear", icon=":material/delete:", on_click=_clear, key="chat_clear",
+                   width="stretch", disabled=not history)
     with cols[2]:
         render_export(history, {"mode": MODE, "system_prompt": system_prompt,
                                 "settings": settings.to_dict()}, key=MODE)

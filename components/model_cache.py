@@ -29,7 +29,9 @@ def load_with_progress(spec: ModelSpec) -> LoadedModel | None:
     engine = get_engine()
     bar = st.progress(0.0, text=f"Loading {spec.path}…")
     try:
-        loaded = engine.load(spec, lambda frac, msg: bar.progress(min(max(frac, 0.0), 1.0), text=msg))
+        loaded = engine.load(
+            spec, lambda frac, msg: bar.progress(min(max(frac, 0.0), 1.0), text=msg)
+        )
     except ModelLoadError as exc:
         bar.empty()
         st.session_state["model_error"] = str(exc)

@@ -17,8 +17,10 @@ def render_model_sidebar() -> None:
             help="A Hugging Face model folder (config.json + weights), a LoRA adapter folder, "
                  "or `default` for the embedded SmolLM2-135M-Instruct.",
         )
-        trust = st.checkbox("Trust remote code", value=start.trust_remote_code, key="trust_remote_code",
-                            help="Needed by models that ship their own code (ChatGLM3, GLM-4 chat).")
+        trust = st.checkbox(
+            "Trust remote code", value=start.trust_remote_code, key="trust_remote_code",
+            help="Needed by models that ship their own code (ChatGLM3, GLM-4 chat).",
+        )
         quant = st.selectbox("Quantization", QUANTIZATIONS, key="quantization",
                              help="4/8-bit loading needs bitsandbytes and a CUDA GPU.")
         load_clicked = st.button("Load model", key="load_model", width="stretch")
@@ -34,7 +36,8 @@ def render_model_sidebar() -> None:
     if error:
         st.sidebar.error(error)
     if loaded is not None:
-        caption = (f"**{loaded.name}** · {loaded.device} · {str(loaded.dtype).removeprefix('torch.')}"
+        dtype = str(loaded.dtype).removeprefix("torch.")
+        caption = (f"**{loaded.name}** · {loaded.device} · {dtype}"
                    f" · context {loaded.context_length:,}")
         st.sidebar.caption(caption)
         for note in loaded.notes:

@@ -23,12 +23,14 @@ def _notice(dropped: int, context_length: int) -> str | None:
 
 def stream_reply(
     messages: list[dict], settings: SamplingSettings, history: list[dict], stop_key: str,
+    tools: list[dict] | None = None,
 ) -> bool:
     """Generate the model's reply to `messages` inside an assistant chat message.
 
     The assistant entry is appended to `history`, also when Stop interrupted it (the partial
     text is kept: a click on Stop reruns the script, and the `finally` below still records the
     reply before the rerun). Returns False when the prompt could not be sent (the error shows).
+    `tools` (OpenAI-style schemas) go to the chat template, for templates that take them.
     """
     engine = get_engine()
     loaded = engine.loaded
@@ -37,7 +39,8 @@ def stream_reply(
     with st.chat_message("assistant"):
         status = st.empty()
         body = st.empty()
-        st.button("Stop", icon=":material/stop_circle:", key=stop_key, help="Stop generating; the partial reply is kept.")
+        st.button("Stop", icon=":material/stop_circle:", key=stop_key,
+                  help="Stop generating; the partial reply is kept.")
 
         def waiting(seconds: float) -> None:
             status.info(f"Waiting for another session's generation to finish… {seconds:.0f} s",
@@ -47,7 +50,7 @@ def stream_reply(
             with engine.generation_slot(on_wait=waiting):
                 status.empty()
                 try:
-                    stream = engine.chat_stream(messages, settings)
+                    stream = engine.chat_stream(messages, settings, tools=tools)
                 except PromptTooLongError as exc:
                     status.error(str(exc))
                     return None

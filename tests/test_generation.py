@@ -1,0 +1,150 @@
+"""Streaming generation on the real embedded model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from backend.detokenizer import IncrementalDetokenizer
+from backend.prompting import PromptTooLongError, encode_prompt, fit_to_context
+from backend.sampling import PRESETS, SamplingSettings, build_logits_processors
+
+STORY = [{"role": "user", "content": "Tell me a short story about a cat."}]
+GREEDY = SamplingSettings(temperature=0, max_new_tokens=40)
+
+
+def reply(engine, messages, settings):
+    stream = engine.chat_stream(messages, settings)
+    deltas = list(stream)
+    return "".join(deltas), stream, deltas
+
+
+def test_greedy_is_deterministic(engine):
+    first, _, _ = reply(engine, STORY, GREEDY)
+    second, _, _ = reply(engine, STORY, GREEDY)
+    assert first and first == second
+
+
+def test_stream_equals_plain_generate(engine):
+    loaded = engine.loaded
+    ids = encode_prompt(loaded.tokenizer, STORY)
+    out = loaded.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                                dtype=torch.long), **GREEDY.generate_kwargs())
+    expected = loaded.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    text, stream, deltas = reply(engine, STORY, GREEDY)
+    assert text == expected
+    assert len(deltas) > 5  # it really streamed, piece by piece
+    assert stream.stats.new_tokens == len([t for t in out[0, len(ids):].tolist()
+                                           if t not in (loaded.tokenizer.eos_token_id,)])
+
+
+def test_stream_with_repetition_penalty_equals_generate(engine):
+    loaded = engine.loaded
+    settings = SamplingSettings(temperature=0, max_new_tokens=30, repetition_penalty=1.3)
+    ids = encode_prompt(loaded.tokenizer, STORY)
+    out = loaded.model.generate(torch.tensor([ids]), **settings.generate_kwargs())
+    expected = loaded.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    assert reply(engine, STORY, settings)[0] == expected
+
+
+def test_seeded_sampling_is_reproducible(engine):
+    settings = SamplingSettings(temperature=0.9, top_p=0.95, top_k=50, max_new_tokens=30, seed=7)
+    assert reply(engine, STORY, settings)[0] == reply(engine, STORY, settings)[0]
+
+
+def test_presets_match_the_reference_table():
+    assert PRESETS["Code generation"] == (0.2, 0.1)
+    assert PRESETS["Creative writing"] == (0.7, 0.8)
+    assert PRESETS["Chatbot replies"] == (0.5, 0.5)
+    assert PRESETS["Tool calling"] == (0.0, 0.7)
+    assert PRESETS["Code comments"] == (0.1, 0.2)
+    assert PRESETS["Data-analysis scripts"] == (0.2, 0.1)
+    assert PRESETS["Exploratory coding"] == (0.6, 0.7)
+    assert len(build_logits_processors(SamplingSettings(temperature=0.0))) == 0
+
+
+@pytest.mark.parametrize("how", ["stop", "close"])
+def test_stop_ends_generation_within_two_tokens(engine, how):
+    settings = SamplingSettings(temperature=0, max_new_tokens=200)
+    stream = engine.chat_stream(STORY, settings)
+    seen = 0
+    for _ in stream:
+        seen = stream.stats.new_tokens
+        if seen >= 5:
+            stream.stop() if how == "stop" else stream.close()
+            if how == "close":
+                break
+    assert stream.stats.new_tokens <= seen + 2
+    assert stream.stats.stop_reason == "stopped"
+    assert stream.text  # the partial reply is kept
+
+
+def test_context_overflow_drops_the_oldest_turns(engine, monkeypatch):
+    tok = engine.loaded.tokenizer
+    messages = [{"role": "system", "content": "Be brief."}]
+    for i in range(8):
+        messages += [{"role": "user", "content": f"Question {i}: " + "word " * 60},
+                     {"role": "assistant", "content": f"Answer {i}: " + "text " * 60}]
+    messages.append({"role": "user", "content": "Last question: what is 2+2?"})
+    fitted = fit_to_context(tok, messages, max_new_tokens=64, context_length=600)
+    assert fitted.dropped_messages > 0
+    assert len(fitted.input_ids) <= 600 - 64
+    assert fitted.messages[0]["role"] == "system"
+    assert fitted.messages[1]["role"] == "user"
+    assert fitted.messages[-1]["content"].startswith("Last question")
+    # the same through the engine, with the loaded model's context made small
+    monkeypatch.setattr(engine.loaded, "context_length", 600)
+    stream = engine.chat_stream(messages, SamplingSettings(temperature=0, max_new_tokens=64))
+    assert "".join(stream)
+    assert stream.dropped_messages == fitted.dropped_messages
+
+
+def test_a_100kb_prompt_is_refused_with_a_clear_message(engine):
+    huge = [{"role": "user", "content": "lorem ipsum " * 9000}]
+    with pytest.raises(PromptTooLongError, match="does not fit the model's context"):
+        engine.chat_stream(huge, SamplingSettings(max_new_tokens=64))
+
+
+def test_multibyte_text_detokenizes_intact(engine):
+    tok = engine.loaded.tokenizer
+    text = "你好，世界！今天天气很好。😀🎉 Ünïcödé — ok"
+    detok = IncrementalDetokenizer(tok)
+    deltas = [detok.push(t) for t in tok(text, add_special_tokens=False)["input_ids"]]
+    deltas.append(detok.flush())
+    assert "".join(deltas) == text
+    assert not any("\ufffd" in d for d in deltas)
+
+
+def test_multibyte_text_streams_intact_from_the_model(engine):
+    messages = [{"role": "user", "content": "请用中文回答：你好吗？😀"}]
+    text, stream, deltas = reply(engine, messages, SamplingSettings(temperature=0,
+                                                                    max_new_tokens=60))
+    assert stream.stats.new_tokens > 0
+    full = engine.loaded.tokenizer.decode(stream._detok.ids, skip_special_tokens=True)
+    assert text == full
+    assert all("\ufffd" not in d for d in deltas[:-1])
+
+
+def test_generation_slot_serialises_sessions(engine):
+    holding, release, waits = threading.Event(), threading.Event(), []
+
+    def first():
+        with engine.generation_slot():
+            holding.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert holding.wait(10)
+
+    def on_wait(seconds):
+        waits.append(seconds)
+        if len(waits) >= 2:
+            release.set()
+
+    with engine.generation_slot(on_wait=on_wait, poll_s=0.05):
+        pass
+    worker.join(10)
+    assert len(waits) >= 2  # the second session saw that it waited
