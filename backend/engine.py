@@ -98,5 +98,5 @@ class ModelEngine:
         return ChatStream(
             loaded.model, loaded.tokenizer, fitted.input_ids, settings, self._stop_ids,
             stop_strings=stop_strings, decode_path=loaded.decode_path, ignore_eos=ignore_eos,
-            dropped_messages=fitted.dropped_messages,
+            dropped_messages=fitted.dropped_messages, static_decoder=loaded.static_decoder,
         )

@@ -202,7 +202,7 @@ class ChatStream:
     def __init__(
         self, model: Any, tokenizer: Any, input_ids: list[int], settings: SamplingSettings,
         stop_ids: set[int], stop_strings: tuple[str, ...] = (), decode_path: str = "loop",
-        ignore_eos: bool = False, dropped_messages: int = 0,
+        ignore_eos: bool = False, dropped_messages: int = 0, static_decoder: Any = None,
     ) -> None:
         self.text = ""
         self.stats = GenerationStats(prompt_tokens=len(input_ids))
@@ -210,9 +210,13 @@ class ChatStream:
         self._stop_event = threading.Event()
         self._stop_strings = stop_strings
         self._detok = IncrementalDetokenizer(tokenizer)
-        source = decode_loop if decode_path == "loop" else generate_in_thread
-        self._tokens = source(model, input_ids, settings, stop_ids, self.stats,
-                              self._stop_event, ignore_eos)
+        args = (input_ids, settings, stop_ids, self.stats, self._stop_event, ignore_eos)
+        if decode_path == "static" and static_decoder.fits(len(input_ids), settings.max_new_tokens):
+            self._tokens = static_decoder.decode(*args)
+        elif decode_path == "generate":
+            self._tokens = generate_in_thread(model, *args)
+        else:
+            self._tokens = decode_loop(model, *args)
         self._emitted = 0
         self._iterating = False
 

@@ -6,6 +6,7 @@ import gc
 import importlib.util
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,10 @@ class LoadedModel:
     context_length: int
     load_seconds: float
     adapter_path: str | None = None
-    decode_path: str = "loop"  # "loop": own decode loop; "generate": model.generate in a thread
+    # "static": static cache + CUDA graphs; "loop": own decode loop; "generate": generate() thread
+    decode_path: str = "loop"
+    static_decoder: Any = None
+    fast_path: str = "off"  # what the model status shows about the fast CUDA path
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -220,8 +224,9 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
         loaded.notes.append("remote-code model: streaming through model.generate")
     if not getattr(tokenizer, "chat_template", None):
         loaded.notes.append("no chat template: using the workbench's plain fallback format")
-    report(0.95, "Warming up")
+    report(0.9, "Warming up")
     _warm_up(loaded)
+    _enable_fast_path(loaded, report)
     loaded.load_seconds = time.perf_counter() - started
     report(1.0, f"Loaded {name} in {loaded.load_seconds:.1f} s")
     return loaded
@@ -236,12 +241,40 @@ def _warm_up(loaded: LoadedModel) -> None:
         loaded.model(input_ids=torch.tensor([ids], device=loaded.device), use_cache=True)
 
 
+def _enable_fast_path(loaded: LoadedModel, report: Progress) -> None:
+    """Use the static-cache CUDA-graph decoder when the model allows it; say why when not."""
+    from backend.static_decode import StaticDecoder, static_path_blocker
+
+    if os.environ.get("WORKBENCH_FAST_PATH", "1") == "0":
+        loaded.fast_path = "off: WORKBENCH_FAST_PATH=0"
+        return
+    if loaded.decode_path != "loop":
+        loaded.fast_path = "off: remote-code model"
+        return
+    blocker = static_path_blocker(loaded.model)
+    if blocker is not None:
+        loaded.fast_path = f"off: {blocker}"
+        return
+    report(0.93, "Compiling the fast CUDA decode path (static cache, CUDA graphs)")
+    try:
+        decoder = StaticDecoder(loaded.model)
+        decoder.warm_up()
+    except Exception as exc:  # noqa: BLE001 - any failure means: use the plain path
+        log.warning("fast path unavailable for %s: %s", loaded.name, exc, exc_info=True)
+        loaded.fast_path = f"off: {type(exc).__name__}: {str(exc)[:200]}"
+        return
+    loaded.static_decoder = decoder
+    loaded.decode_path = "static"
+    loaded.fast_path = f"on: static cache of {decoder.max_cache_len} tokens, CUDA graphs"
+
+
 def free_model(loaded: LoadedModel | None) -> None:
     """Drop a model's references and give its GPU memory back."""
     if loaded is None:
         return
     loaded.model = None
     loaded.tokenizer = None
+    loaded.static_decoder = None
     gc.collect()
     try:
         import torch

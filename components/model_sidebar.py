@@ -40,5 +40,6 @@ def render_model_sidebar() -> None:
         caption = (f"**{loaded.name}** · {loaded.device} · {dtype}"
                    f" · context {loaded.context_length:,}")
         st.sidebar.caption(caption)
+        st.sidebar.caption(f"Fast CUDA decode path: {loaded.fast_path}")
         for note in loaded.notes:
             st.sidebar.caption(f"ℹ️ {note}")
