@@ -50,6 +50,15 @@ def finished(run_dir: Path, timeout: float = 600) -> registry.RunInfo:
         raise AssertionError(registry.log_tail(run_dir)) from None
 
 
+@pytest.fixture(autouse=True)
+def no_run_left_behind(tmp_path):
+    """A failed test must not leave a run training: kill what is still active."""
+    yield
+    for run in registry.list_runs(tmp_path / "runs"):
+        if run.active:
+            runner.stop(run.path, force=True)
+
+
 @pytest.fixture
 def data_file(tmp_path) -> Path:
     path = tmp_path / "secret.jsonl"

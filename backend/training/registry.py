@@ -38,7 +38,8 @@ class RunInfo:
     max_steps: int | None
     eta_s: float | None
     created_at: float
-    command_line: str
+    command_line: str  # the latest command (a resume, after one)
+    launch_command_line: str
     config: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     checkpoints: list[int] = field(default_factory=list)
@@ -107,7 +108,8 @@ def read_run(path: Path) -> RunInfo | None:
         max_steps=int(max_steps) if isinstance(max_steps, int | float) and max_steps > 0 else None,
         eta_s=eta if state == "running" else None,
         created_at=float(launch.get("created_at") or status.get("started_at") or 0.0),
-        command_line=command, config=_config(path), status=status,
+        command_line=command, launch_command_line=launch.get("launch_command_line") or command,
+        config=_config(path), status=status,
         checkpoints=[s for s, _ in run_files.checkpoints(path)], last_metrics=last, alive=alive,
     )
 

@@ -88,6 +88,7 @@ def _spawn(run_dir: Path, command: list[str], devices: str | None,
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = devices
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # the pick uses NVML (PCI bus) indices
     with open(run_dir / run_files.LOG_FILE, "ab") as log:
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -110,7 +111,9 @@ def _record_launch(run_dir: Path, proc: subprocess.Popen, command: list[str],
         "launcher": "torchrun" if gpus and len(gpus) > 1 else "python",
         "stop_requested_at": None,
     })
-    record["history"].append({"action": action, "time": time.time(), "pid": proc.pid})
+    record.setdefault("launch_command_line", record["command_line"])
+    record["history"].append({"action": action, "time": time.time(), "pid": proc.pid,
+                              "command_line": record["command_line"]})
     run_files.write_json(path, record)
 
 
