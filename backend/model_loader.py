@@ -265,7 +265,8 @@ def _enable_fast_path(loaded: LoadedModel, report: Progress) -> None:
         return
     loaded.static_decoder = decoder
     loaded.decode_path = "static"
-    loaded.fast_path = f"on: static cache of {decoder.max_cache_len} tokens, CUDA graphs"
+    sizes = "/".join(str(b) for b in decoder.buckets)
+    loaded.fast_path = f"on: static cache ({sizes} tokens), CUDA graphs"
 
 
 def free_model(loaded: LoadedModel | None) -> None:

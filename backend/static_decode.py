@@ -20,6 +20,10 @@ from backend.sampling import SamplingSettings, build_logits_processors
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_LEN = int(os.environ.get("WORKBENCH_STATIC_CACHE_LEN", "4096"))
+# Cache sizes: a reply uses the smallest that holds prompt + max_new_tokens. Attention over unused
+# cache slots is not free (one query row per head gives the kernel little parallelism), so short
+# conversations should not pay for the longest cache. Each size compiles its own graph once.
+BUCKETS = (1024, 2048, 4096, 8192, 16384, 32768)
 
 
 def static_path_blocker(model: Any) -> str | None:
@@ -46,35 +50,48 @@ class StaticDecoder:
     """Static-cache decoding for one model (one generation at a time: the engine's lock)."""
 
     def __init__(self, model: Any, max_cache_len: int = DEFAULT_CACHE_LEN,
-                 compile: bool = True) -> None:
+                 compile: bool = True, fullgraph: bool = True,
+                 buckets: tuple[int, ...] = BUCKETS) -> None:
         import torch
-        from transformers import StaticCache
 
         self.model = model
         self.max_cache_len = max_cache_len
+        self.buckets = sorted({b for b in buckets if b < max_cache_len} | {max_cache_len})
         self.device = model.get_input_embeddings().weight.device
-        self.cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
+        self._caches: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._compiled = compile
         step = self._forward
         if compile:
-            step = torch.compile(step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+            # Searches tile sizes for the fused kernels (gpt-fast's setting): a few % per token.
+            torch._inductor.config.coordinate_descent_tuning = True
+            step = torch.compile(step, mode="reduce-overhead", fullgraph=fullgraph, dynamic=False)
         self._step = step
 
-    def _forward(self, input_ids, cache_position):
-        return self.model(input_ids=input_ids, past_key_values=self.cache,
+    def _forward(self, input_ids, cache_position, cache):
+        return self.model(input_ids=input_ids, past_key_values=cache,
                           cache_position=cache_position, use_cache=True).logits[:, -1, :]
+
+    def _cache_for(self, length: int):
+        from transformers import StaticCache
+
+        size = next(b for b in self.buckets if b >= length)
+        if size not in self._caches:
+            self._caches[size] = StaticCache(config=self.model.config, max_cache_len=size)
+        return self._caches[size]
 
     def fits(self, prompt_tokens: int, max_new_tokens: int) -> bool:
         return prompt_tokens + max_new_tokens <= self.max_cache_len
 
-    def warm_up(self, steps: int = 4) -> None:
-        """Compile the step and capture its CUDA graph before the first user waits on it."""
+    def warm_up(self, steps: int = 4, lengths: tuple[int, ...] | None = None) -> None:
+        """Compile the step and capture its CUDA graphs before the first user waits on them."""
         from backend.generation import GenerationStats
 
-        settings = SamplingSettings(temperature=0.0, max_new_tokens=steps)
-        for _ in self.decode([1, 2, 3, 4], settings, set(), GenerationStats(), ignore_eos=True):
-            pass
+        for length in lengths or self.buckets[:1]:
+            settings = SamplingSettings(temperature=0.0, max_new_tokens=steps)
+            prompt = [1] * max(1, min(length, self.max_cache_len) - steps)
+            for _ in self.decode(prompt, settings, set(), GenerationStats(), ignore_eos=True):
+                pass
 
     def decode(
         self, input_ids: list[int], settings: SamplingSettings, stop_ids: set[int], stats: Any,
@@ -107,6 +124,7 @@ class StaticDecoder:
             return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
         n = len(input_ids)
+        cache = self._cache_for(n + settings.max_new_tokens)
         host = torch.empty(2, dtype=torch.long, pin_memory=cuda)
         ready = [torch.cuda.Event() if cuda else None for _ in range(2)]
 
@@ -121,9 +139,9 @@ class StaticDecoder:
             return int(host[slot])
 
         with torch.inference_mode():
-            self.cache.reset()
+            cache.reset()
             ids = torch.tensor([input_ids], device=device)
-            logits = self.model(input_ids=ids, past_key_values=self.cache,
+            logits = self.model(input_ids=ids, past_key_values=cache,
                                 cache_position=torch.arange(n, device=device), use_cache=True,
                                 logits_to_keep=1).logits[:, -1, :]
             token = pick(ids, logits)
@@ -137,7 +155,7 @@ class StaticDecoder:
                         ids = torch.cat([ids, token[:, None]], dim=-1)
                     if self._compiled:
                         torch.compiler.cudagraph_mark_step_begin()
-                    logits = self._step(token[:, None], position)
+                    logits = self._step(token[:, None], position, cache)
                     following = pick(ids, logits)
                     position.add_(1)
                 value = read(step % 2)

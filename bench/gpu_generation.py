@@ -122,7 +122,7 @@ def measure(name, model_cls, config, device, dtype, bandwidth, tiny):
 
     t0 = time.perf_counter()
     decoder = StaticDecoder(model, max_cache_len=4096, compile=device.type == "cuda")
-    decoder.warm_up()
+    decoder.warm_up(lengths=(PROMPT + new, LONG_PROMPT + new))  # both cache sizes used below
     compile_s = time.perf_counter() - t0
 
     def fast_tokens():
