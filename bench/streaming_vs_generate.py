@@ -5,7 +5,7 @@ incremental detokenization). Baselines: `model.generate` with no streamer (the g
 and `generate` with a TextIteratorStreamer in a thread (the usual way to stream). The three run
 interleaved, round after round, so that machine noise hits all of them alike; medians are reported.
 
-    PYTHONPATH=. .venv/bin/python bench/streaming_vs_generate.py [--model default] [--new-tokens 128]
+    PYTHONPATH=. .venv/bin/python bench/streaming_vs_generate.py [--new-tokens 128]
 """
 
 from __future__ import annotations
