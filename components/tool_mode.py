@@ -33,6 +33,11 @@ from components.reply_stream import stream_reply
 from components.tool_view import TOOL_AVATAR, render_tool_history, render_tool_result
 
 MODE = "tool"
+# Tool mode's settings. Streamlit drops a widget's state when a run does not draw it (as in Chat
+# mode), so the values are also kept under _SAVED and put back: switching modes wipes nothing.
+_DEFAULTS = {"tool_max_rounds": DEFAULT_MAX_ROUNDS, "tool_sampling": True, "tool_shell": False,
+             "tool_manual": False}
+_SAVED = "tool_settings"
 _OUTCOME_ICONS = {"max_rounds": "⚠️", "failed": "⚠️", "stopped": "⏹️"}
 
 
@@ -46,30 +51,46 @@ def _clear() -> None:
         st.session_state.pop(key, None)
 
 
+def _restore(defaults: dict) -> None:
+    saved = st.session_state.setdefault(_SAVED, {})
+    for key, default in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = saved.get(key, default)
+
+
+def _save(keys) -> None:
+    saved = st.session_state.setdefault(_SAVED, {})
+    saved.update({key: st.session_state[key] for key in keys if key in st.session_state})
+
+
 def _sidebar(all_names: list[str], load_errors: list[str], folder: str) -> None:
+    _restore({**_DEFAULTS, "tool_enabled": all_names})
+    st.session_state["tool_enabled"] = [n for n in st.session_state["tool_enabled"]
+                                        if n in all_names]
     with st.sidebar.expander("Tools", expanded=True):
-        st.number_input("Max tool rounds", min_value=1, max_value=20, value=DEFAULT_MAX_ROUNDS,
-                        step=1, key="tool_max_rounds",
+        st.number_input("Max tool rounds", min_value=1, max_value=20, step=1,
+                        key="tool_max_rounds",
                         help="Model replies that call tools, per question; then the loop stops.")
-        st.checkbox("Tool-calling sampling (temperature 0, top_p 0.7)", value=True,
-                    key="tool_sampling", help="Overrides the sampling sliders in Tool mode.")
-        st.multiselect("Tools offered to the model", all_names, default=all_names,
-                       key="tool_enabled")
-        st.checkbox("Enable the shell tool (asks you before every command)", value=False,
-                    key="tool_shell", help="Adds run_shell_command. Each call waits for your "
-                                           "Run / Decline; commands time out.")
-        st.toggle("Manual mode", value=False, key="tool_manual",
+        st.checkbox("Tool-calling sampling (temperature 0, top_p 0.7)", key="tool_sampling",
+                    help="Overrides the sampling sliders in Tool mode.")
+        st.multiselect("Tools offered to the model", all_names, key="tool_enabled")
+        st.checkbox("Enable the shell tool (asks you before every command)", key="tool_shell",
+                    help="Adds run_shell_command. Each call waits for your Run / Decline; "
+                         "commands time out.")
+        st.toggle("Manual mode", key="tool_manual",
                   help="Edit the tool list yourself (JSON or YAML) and type the result of tools "
                        "that have no Python function.")
         st.caption(f"User tools folder: `{folder}` (set WORKBENCH_TOOLS_DIR to change it)")
         for error in load_errors:
             st.warning(error, icon="🧩")
+    _save([*_DEFAULTS, "tool_enabled"])
 
 
 def _registry() -> tuple[ToolRegistry, list[str], list[str], str]:
     """All tools (built-ins, user tools, shell if enabled), load errors, the selectable names
     (the shell tool has its own checkbox), and the user tools folder."""
-    registry = builtin_registry(include_shell=bool(st.session_state.get("tool_shell")))
+    shell = st.session_state.get("tool_shell", st.session_state.get(_SAVED, {}).get("tool_shell"))
+    registry = builtin_registry(include_shell=bool(shell))
     loaded = load_tools_dir()
     errors = merge_user_tools(registry, loaded)
     names = [t.name for t in registry if not t.needs_confirmation]
@@ -78,10 +99,11 @@ def _registry() -> tuple[ToolRegistry, list[str], list[str], str]:
 
 def _manual_tools(registry: ToolRegistry) -> ToolRegistry | None:
     """Manual mode's tool list editor; the registry it describes, or None while it is invalid."""
-    st.session_state.setdefault("tool_list_text", tool_list_text(registry.schemas()))
+    _restore({"tool_list_text": tool_list_text(registry.schemas())})
     st.text_area("Tool list (JSON or YAML)", key="tool_list_text", height=240,
                  help="A list of {name, description, parameters}. Tools whose name matches a "
                       "Python tool run it; for the others you type the result.")
+    _save(["tool_list_text"])
     try:
         schemas = parse_tool_list(st.session_state["tool_list_text"])
     except ToolListError as exc:

@@ -56,6 +56,9 @@ def test_tool_mode_controls_and_its_own_history(app):
     assert any("hello from chat" in m.value for m in app.markdown)
     app.sidebar.radio(key="mode").set_value("Tool").run()
     assert app.session_state["histories"]["chat"][0]["content"] == "hello from chat"
+    # Tool mode's settings survive the trip through Chat mode (which does not draw them)
+    assert app.number_input(key="tool_max_rounds").value == 1
+    assert app.multiselect(key="tool_enabled").value == ["calculator"]
 
 
 def test_a_tool_call_shows_in_an_expander(app):
@@ -64,9 +67,11 @@ def test_a_tool_call_shows_in_an_expander(app):
     history = app.session_state["histories"]["tool"]
     assert history[1]["calls"][0]["name"] == "calculator"
     labels = expander_labels(app)
-    assert labels and labels[0].startswith("🔧 calculator · done · ")
+    assert labels and labels[0].startswith("calculator · done · ")
     assert '{\n  "expression": "12*7"\n}' in codes(app) and "84" in codes(app)
     assert history[-1]["role"] == "assistant"
+    if history[-1].get("calls_not_run"):  # the model asked again: the round limit says so
+        assert any("Stopped after 1 tool round(s)" in w.value for w in app.warning)
     assert app.session_state["histories"].get("chat", []) == []
 
 
