@@ -150,8 +150,14 @@ def _render_uploads(uploads: list) -> None:
         if isinstance(record, str):
             st.warning(record)
         elif isinstance(record, FileInfo):
-            renamed = f" (saved as `{record.name}`)" if record.name != upload.name else ""
-            st.caption(f"📎 `{upload.name}`{renamed} · {_size(record.size)} → `{record.path}`")
+            renamed = f" (saved as {_code(record.name)})" if record.name != upload.name else ""
+            st.caption(f":material/attach_file: {_code(upload.name)}{renamed} · "
+                       f"{_size(record.size)} → {_code(record.path)}")
+
+
+def _code(text: object) -> str:
+    """`text` as inline code in markdown (a backtick in a file name cannot break out)."""
+    return "`" + str(text).replace("`", "'") + "`"
 
 
 def _size(size: int) -> str:
@@ -236,7 +242,7 @@ def _render_entry(entry: dict) -> None:
             _render_run(entry)
             return
         if entry.get("files"):
-            st.caption("📎 " + ", ".join(f"`{name}`" for name in entry["files"]))
+            st.caption(":material/attach_file: " + ", ".join(_code(n) for n in entry["files"]))
         st.markdown(entry.get("text", entry.get("content")) or "*(empty reply)*")
         render_stats(entry)
 
@@ -304,10 +310,11 @@ def _run_model(history: list[dict], settings: SamplingSettings, system: str, tim
         turn = EngineTurn(engine, settings, on_wait=on_wait)
         slots: dict[int, object] = {}
         last_draw = 0.0
-        progress = _progress(waiting)  # re-aimed at each run's message below
+        progress = None  # set to draw into each run's message when its code starts
 
         def on_progress(elapsed: float, outputs: list[Output]) -> None:
-            progress(elapsed, outputs)
+            if progress is not None:
+                progress(elapsed, outputs)
 
         with get_pool().session(_key()) as kernel:
             for step in run_rounds(turn, kernel, history, system, loop_settings, on_progress):
@@ -380,11 +387,11 @@ def render_interpreter_mode(settings: SamplingSettings, system_prompt_extra: str
         _render_entry(entry)
     live = st.container()
     _render_written_files(workdir)
-    with st.expander("Run code yourself", icon=":material/code:"):
-        code = st.text_area("Python code", key="interpreter_code", height=150,
-                            persist_state="session",
-                            placeholder="import pandas as pd\ndf = pd.read_csv('data.csv')\ndf")
-        run_clicked = st.button("Run code", icon=":material/play_arrow:", key="interpreter_run")
+    code = st.text_area(
+        "Python code", key="interpreter_code", height=110, persist_state="session",
+        placeholder="import pandas as pd\ndf = pd.read_csv('data.csv')\ndf",
+        help="Run code yourself in this session's kernel; the model sees it and its output.")
+    run_clicked = st.button("Run code", icon=":material/play_arrow:", key="interpreter_run")
 
     prompt = st.chat_input("Ask about your files, or ask for an analysis", key="interpreter_input",
                            disabled=not model_ready)
@@ -394,7 +401,8 @@ def render_interpreter_mode(settings: SamplingSettings, system_prompt_extra: str
         files: list[FileInfo] = st.session_state.pop("interpreter_unannounced", [])
         history.append({"role": "user", "content": upload_prefix(files) + prompt, "text": prompt,
                         "files": [info.name for info in files]})
-        _render_entry(history[-1])
+        with live:
+            _render_entry(history[-1])
         st.session_state["interpreter_pending"] = True
 
     busy = (run_clicked and code.strip()) or st.session_state.get("interpreter_pending")
