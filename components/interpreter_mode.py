@@ -20,6 +20,7 @@ from backend.interpreter import (
     KernelStartError,
     LoopSettings,
     Output,
+    Step,
     UploadError,
     format_observation,
     list_files,
@@ -307,37 +308,53 @@ def _run_model(history: list[dict], settings: SamplingSettings, system: str, tim
             waiting.info(f"Waiting for another session's generation to finish… {seconds:.0f} s",
                          icon="⏳")
 
-        turn = EngineTurn(engine, settings, on_wait=on_wait)
-        slots: dict[int, object] = {}
-        last_draw = 0.0
-        progress = None  # set to draw into each run's message when its code starts
-
-        def on_progress(elapsed: float, outputs: list[Output]) -> None:
-            if progress is not None:
-                progress(elapsed, outputs)
-
+        drawer = _StepDrawer(waiting)
         with get_pool().session(_key()) as kernel:
-            for step in run_rounds(turn, kernel, history, system, loop_settings, on_progress):
-                waiting.empty()
-                entry = step.entry
-                if id(entry) not in slots:
-                    role, avatar = (("result", ":material/terminal:") if entry["role"] ==
-                                    "observation" else ("assistant", None))
-                    slots[id(entry)] = st.chat_message(role, avatar=avatar).empty()
-                slot = slots[id(entry)]
-                now = time.monotonic()
-                if step.kind == "delta" and now - last_draw >= 0.05:
-                    last_draw = now
-                    slot.markdown(entry["content"] + "▌")
-                elif step.kind == "reply":
-                    with slot.container():
-                        st.markdown(entry["content"] or "*(empty reply)*")
-                        render_stats(entry)
-                elif step.kind == "run":
-                    progress = _progress(slot)
-                elif step.kind == "result":
-                    with slot.container():
-                        _render_run(entry)
+            steps = run_rounds(EngineTurn(engine, settings, on_wait=on_wait), kernel, history,
+                               system, loop_settings, on_progress=drawer.progress)
+            try:
+                for step in steps:
+                    drawer.draw(step)
+            finally:
+                steps.close()  # now, not at garbage collection: the model's slot is freed
+
+
+class _StepDrawer:
+    """Draws the loop's steps: one chat message per history entry, redrawn as it changes."""
+
+    def __init__(self, waiting) -> None:
+        self.waiting = waiting
+        self.slots: dict[int, object] = {}
+        self.running = None  # the on_progress drawer of the cell that runs now
+        self.last_draw = 0.0
+
+    def progress(self, elapsed: float, outputs: list[Output]) -> None:
+        if self.running is not None:
+            self.running(elapsed, outputs)
+
+    def draw(self, step: Step) -> None:
+        self.waiting.empty()
+        entry = step.entry
+        if id(entry) not in self.slots:
+            observation = entry["role"] == "observation"
+            self.slots[id(entry)] = st.chat_message(
+                "result" if observation else "assistant",
+                avatar=":material/terminal:" if observation else None).empty()
+        slot = self.slots[id(entry)]
+        now = time.monotonic()
+        if step.kind == "delta" and now - self.last_draw >= 0.05:
+            self.last_draw = now
+            slot.markdown(entry["content"] + "▌")
+        elif step.kind == "reply":
+            with slot.container():
+                st.markdown(entry["content"] or "*(empty reply)*")
+                render_stats(entry)
+        elif step.kind == "run":
+            self.running = _progress(slot)
+        elif step.kind == "result":
+            self.running = None
+            with slot.container():
+                _render_run(entry)
 
 
 def _persistent_number(label: str, key: str, default: float, low: float, high: float,

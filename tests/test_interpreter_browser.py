@@ -20,6 +20,8 @@ plt.show()"""
 
 
 def open_mode(page) -> None:
+    # a click during the first run would cut the model's autoload short: wait for it
+    page.get_by_text("SmolLM2-135M-Instruct").first.wait_for(timeout=120_000)
     page.get_by_text("Code Interpreter", exact=True).click()
     page.get_by_text("Files for the code").wait_for()
 
@@ -76,3 +78,27 @@ def test_bad_inputs_leave_the_page_working(page):
     run("print('after the crash and the loop:', kept * 2)")
     last_message_has("after the crash and the loop: 42")
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_stop_during_a_reply_keeps_it_and_frees_the_model(page):
+    open_mode(page)
+    box = page.locator('[data-testid="stChatInputTextArea"]')
+
+    def ask(text: str) -> None:
+        wait_until(lambda: box.is_enabled(), 60, 0.2, "the chat input")
+        box.fill(text)
+        box.press("Enter")
+
+    ask("Write a very long story about a dragon and a knight, with many chapters.")
+    stop = page.get_by_role("button", name="Stop")
+    stop.wait_for()
+    messages = page.locator(MESSAGE)
+    wait_until(lambda: messages.count() >= 2 and len(messages.nth(1).inner_text()) > 60, 60,
+               0.05, "some streamed text")
+    stop.click()
+    wait_until(lambda: "stopped" in messages.nth(1).inner_text(), 30, 0.1, "the stopped reply")
+    assert page.get_by_role("button", name="Stop").count() == 0
+    ask("Say hello.")  # the model's slot was given back: a second reply comes
+    wait_until(lambda: messages.count() >= 4 and "tokens/s" in messages.nth(3).inner_text(),
+               120, 0.2, "the second reply")
+    assert "Waiting for another session" not in page.content()

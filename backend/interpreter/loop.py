@@ -113,9 +113,9 @@ def _model_reply(
         close = getattr(deltas, "close", None)
         if close is not None:
             close()
-    stats = getattr(model_turn, "last_stats", None)
-    if stats:
-        reply["stats"] = stats
+        stats = getattr(model_turn, "last_stats", None)
+        if stats:
+            reply["stats"] = stats
     yield Step("reply", reply)
 
 
