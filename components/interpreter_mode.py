@@ -69,10 +69,14 @@ def _session_is_active(key: str) -> bool:
 @st.cache_resource(show_spinner=False)
 def get_pool() -> KernelPool:
     """The process's kernel pool: $INTERPRETER_MAX_KERNELS (4) live kernels at most, reaped after
-    $INTERPRETER_IDLE_MINUTES (30) idle minutes."""
+    $INTERPRETER_IDLE_MINUTES (30) idle minutes; $INTERPRETER_MEMORY_MB caps each kernel's address
+    space (default: half the RAM, at least 4096; 0 turns the cap off)."""
+    memory = os.environ.get("INTERPRETER_MEMORY_MB", "").strip()
     pool = KernelPool(max_kernels=int(_env_number("INTERPRETER_MAX_KERNELS", 4)),
                       idle_timeout_s=60 * _env_number("INTERPRETER_IDLE_MINUTES", 30),
-                      is_active=_session_is_active)
+                      is_active=_session_is_active,
+                      memory_limit_mb=int(_env_number("INTERPRETER_MEMORY_MB", 0)) if memory
+                      else None)
     pool.start_reaper()
     atexit.register(pool.close)
     return pool

@@ -87,5 +87,7 @@ def test_interrupt_and_restart_through_the_pool(pool):
     pool.restart("a")
     with pool.session("a") as kernel:
         assert "NameError" in kernel.execute("z").outputs[-1].text
-    assert pool.interrupt("a") is True
+    assert pool.interrupt("a") is True  # nothing runs: harmless
     assert pool.interrupt("nobody") is False
+    with pool.session("a") as kernel:
+        assert kernel.execute("z = 4; z").outputs[0].text == "4"

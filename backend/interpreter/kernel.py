@@ -28,8 +28,6 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "error", "timeout", "died")
-OUTPUT_KINDS = ("stdout", "stderr", "result", "image", "error")
 TABLE_MIME = "application/vnd.dataresource+json"
 TABLE_ROWS = 200
 DEFAULT_TIMEOUT_S = 60.0
