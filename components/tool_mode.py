@@ -21,6 +21,7 @@ from backend.tools.loop import (
     ToolLoop,
     TurnReply,
     close_interrupted,
+    is_user_turn,
     pending_calls,
 )
 from backend.tools.manual import ToolListError, parse_tool_list, tool_list_text
@@ -162,8 +163,8 @@ def _ui_turn(history: list[dict], settings: SamplingSettings, prompt: ToolPrompt
                 history.append({**scratch[-1], "stopped": True})
             raise
         if not sent or not scratch:
-            return TurnReply("", failed="The conversation does not fit the model's context: "
-                                        "clear it or lower max_new_tokens.")
+            return TurnReply("", failed="it does not fit the model's context with "
+                                        f"max_new_tokens={settings.max_new_tokens}.")
         entry = scratch[-1]
         extra = {k: entry[k] for k in ("stats", "notice") if k in entry}
         return TurnReply(entry["content"], stopped=bool(entry.get("stopped")), extra=extra)
@@ -212,8 +213,13 @@ def _run_loop(history: list[dict], settings: SamplingSettings, system_prompt: st
     finally:
         if outcome is None:  # interrupted (Stop, or another widget rerunning the page)
             close_interrupted(history, prompt.observation_role)
-    if outcome.message and not outcome.paused and outcome.status != "answered":
-        st.session_state["tool_notice"] = (outcome.status, outcome.message)
+    message = outcome.message
+    if outcome.status == "failed" and history and is_user_turn(history[-1]):
+        rejected = history.pop()["content"]  # never sent: the next question must not carry it
+        message = (f"Your message ({len(rejected):,} characters) was not sent: {message} "
+                   "Shorten it, or clear the conversation.")
+    if message and not outcome.paused and outcome.status != "answered":
+        st.session_state["tool_notice"] = (outcome.status, message)
 
 
 def _settings(settings: SamplingSettings) -> SamplingSettings:

@@ -125,3 +125,36 @@ def test_shell_tool_asks_before_every_command(app, tmp_path):
     app.button(key="tool_decline_1:0").click().run()
     assert marker.exists()
     assert any("declined by you" in label for label in expander_labels(app))
+
+
+HUGE_TOOL = '''
+def huge_report() -> str:
+    """Return ten megabytes of text."""
+    return "hello world\\n" * 833_333 + "end\\n"
+'''
+
+
+def test_a_10_mb_result_is_cut_for_the_model_and_whole_in_the_page(app, tmp_path):
+    folder = tmp_path / "tools"  # the fixture's WORKBENCH_TOOLS_DIR
+    folder.mkdir()
+    (folder / "huge.py").write_text(HUGE_TOOL)
+    app.run()
+    assert "huge_report" in app.multiselect(key="tool_enabled").options
+    app.multiselect(key="tool_enabled").set_value(["calculator", "huge_report"])
+    seed_pending(app, "huge_report", {})
+    app.button(key="tool_resume_1:0").click().run()
+    assert not app.exception, app.exception
+    entry = app.session_state["histories"]["tool"][2]
+    output = entry["tool_result"]["output"]
+    assert len(output) == 10_000_000 and output.endswith("end\n")  # whole, for the page
+    assert len(entry["content"]) < 5_000 and "truncated" in entry["content"]
+    assert any("first 200,000 of 10,000,000 characters" in c.value for c in app.caption)
+    download = [b for b in app.get("download_button") if "whole result" in b.proto.label]
+    assert len(download) == 1
+
+
+def test_a_message_too_long_for_the_context_is_refused_clearly(app):
+    app.chat_input(key="tool_input").set_value("word " * 9000).run()
+    assert not app.exception, app.exception
+    assert app.session_state["histories"]["tool"] == []
+    assert any("was not sent" in w.value and "context" in w.value for w in app.warning)

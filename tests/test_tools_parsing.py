@@ -175,6 +175,8 @@ PLAIN = [
      [ok("deep", {"a": {"b": {"c": [{"d": [1, [2, [3]]]}]}}})]),
     ('{"name": "calculator", "arguments": {}}', [ok("calculator", {})]),
     ('{"name": "calculator", "arguments": null}', [ok("calculator", {})]),
+    ('{"name": "run_shell_command", "arguments": {"command": "grep -n tool_call( x.py"}}',
+     [ok("run_shell_command", {"command": "grep -n tool_call( x.py"})]),
 ]
 
 

@@ -89,15 +89,17 @@ def _hermes(text: str) -> list[ToolCall]:
 
 # -- ChatGLM3 -----------------------------------------------------------------------------------
 
+_GLM3_CALL_RE = re.compile(r"^[ \t]*tool_call\s*\(", re.MULTILINE)  # at a line start only
+
+
 def _chatglm3(text: str) -> list[ToolCall]:
-    if "tool_call(" not in text.replace("tool_call (", "tool_call("):
-        return []
-    calls = []
-    for match in re.finditer(r"\btool_call\s*\(", text):
+    calls: list[ToolCall] = []
+    for match in _GLM3_CALL_RE.finditer(text):
         if len(calls) >= MAX_CALLS:
             break
-        source = _call_source(text, match.start())
-        name = _name_before(text, match.start())
+        start = match.end() - len(match.group().lstrip())
+        source = _call_source(text, start)
+        name = _name_before(text, start)
         calls.append(_read_tool_call(source, name))
     return calls
 
