@@ -243,6 +243,7 @@ def _warm_up(loaded: LoadedModel) -> None:
 
 def _enable_fast_path(loaded: LoadedModel, report: Progress) -> None:
     """Use the static-cache CUDA-graph decoder when the model allows it; say why when not."""
+    from backend.qkv_fusion import fuse_qkv
     from backend.static_decode import StaticDecoder, static_path_blocker
 
     if os.environ.get("WORKBENCH_FAST_PATH", "1") == "0":
@@ -257,6 +258,7 @@ def _enable_fast_path(loaded: LoadedModel, report: Progress) -> None:
         return
     report(0.93, "Compiling the fast CUDA decode path (static cache, CUDA graphs)")
     try:
+        fused = fuse_qkv(loaded.model)
         decoder = StaticDecoder(loaded.model)
         decoder.warm_up()
     except Exception as exc:  # noqa: BLE001 - any failure means: use the plain path
@@ -266,7 +268,7 @@ def _enable_fast_path(loaded: LoadedModel, report: Progress) -> None:
     loaded.static_decoder = decoder
     loaded.decode_path = "static"
     sizes = "/".join(str(b) for b in decoder.buckets)
-    loaded.fast_path = f"on: static cache ({sizes} tokens), CUDA graphs"
+    loaded.fast_path = f"on: static cache ({sizes} tokens), CUDA graphs, {fused} fused q/k/v"
 
 
 def free_model(loaded: LoadedModel | None) -> None:

@@ -44,7 +44,8 @@ def load_with_progress(spec: ModelSpec) -> LoadedModel | None:
 def ensure_model() -> LoadedModel | None:
     """The loaded model; on the first visit of a fresh process, load the starting model."""
     engine = get_engine()
-    if engine.loaded is None and not st.session_state.get("autoload_tried"):
-        st.session_state["autoload_tried"] = True
-        load_with_progress(initial_spec())
+    if engine.loaded is None and not st.session_state.get("autoload_failed"):
+        # Marked only on a real failure: a load cut short by a rerun (a click) is tried again.
+        if load_with_progress(initial_spec()) is None:
+            st.session_state["autoload_failed"] = True
     return engine.loaded

@@ -175,3 +175,24 @@ def test_static_cache_path_gives_the_same_tokens_as_the_plain_loop(engine):
 def test_cpu_model_reports_why_the_fast_path_is_off(engine):
     assert engine.loaded.decode_path == "loop"
     assert engine.loaded.fast_path == "off: no CUDA GPU"
+
+
+def test_fused_qkv_projection_gives_the_same_tokens():
+    """The GPU fast path fuses q/k/v; on a separate copy of the model the output stays the same."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from backend import default_model
+    from backend.generation import GenerationStats, decode_loop
+    from backend.qkv_fusion import fuse_qkv
+
+    folder = default_model.ensure_default_model()
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = encode_prompt(tok, STORY)
+    before = list(decode_loop(model, ids, GREEDY, set(), GenerationStats()))
+    assert fuse_qkv(model) == model.config.num_hidden_layers
+    assert fuse_qkv(model) == 0  # idempotent
+    after = list(decode_loop(model, ids, GREEDY, set(), GenerationStats()))
+    assert after == before
+    layer = model.model.layers[0].self_attn
+    assert layer.q_proj.weight.data_ptr() == layer.qkv_weight.data_ptr()  # views, no copy
