@@ -13,7 +13,13 @@ from pathlib import Path
 import streamlit as st
 
 from backend.training import runner
-from backend.training.config import BF16_CHOICES, SCHEDULERS, TrainConfig
+from backend.training.config import (
+    ATTENTION,
+    BF16_CHOICES,
+    CHECKPOINTING,
+    SCHEDULERS,
+    TrainConfig,
+)
 from backend.training.data import LONG_POLICIES, PreparedData, check_data
 from backend.training.encoding import ChatEncoder
 from backend.training.errors import TrainingError
@@ -120,13 +126,23 @@ def _hyperparameters() -> dict:
             help="error: refuse the data; truncate: cut them (counted in the log); drop them")
         values["bf16"] = cols[3].selectbox("bf16", BF16_CHOICES, key="train_bf16",
                                            help="auto: on GPUs that support it")
-        cols = st.columns(3)
-        values["gradient_checkpointing"] = cols[0].toggle(
-            "Gradient checkpointing", DEFAULTS.gradient_checkpointing, key="train_gc",
-            help="Recompute activations in backward: much less memory, some speed.")
+        cols = st.columns(4)
+        values["gradient_checkpointing"] = cols[0].selectbox(
+            "Gradient checkpointing", CHECKPOINTING,
+            index=CHECKPOINTING.index(DEFAULTS.gradient_checkpointing), key="train_gc",
+            help="full: least memory; selective: keeps matmul/attention outputs and recomputes "
+                 "the cheap rest (faster, more memory); off: fastest, most memory.")
         values["packing"] = cols[1].toggle(
             "Packing (padding-free)", DEFAULTS.packing, key="train_packing",
             help="Several examples per row, kept apart by position ids; no pad tokens.")
+        values["compile"] = cols[2].toggle(
+            "Compile layers", DEFAULTS.compile, key="train_compile",
+            help="torch.compile each decoder layer (GPU): faster steps after a slow start.")
+        values["attention"] = cols[3].selectbox(
+            "Attention", ATTENTION, index=ATTENTION.index(DEFAULTS.attention),
+            key="train_attention",
+            help="auto: sdpa (without its cuDNN backend on GPUs); flex_attention: GPU only, "
+                 "skips the blocks packing masks out.")
     return values
 
 

@@ -24,6 +24,15 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(ensure_default_model())
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine, two threads fight other tests (~10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_jsonl(path, records):
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
                     encoding="utf-8")
@@ -268,7 +277,7 @@ def test_pack_respects_capacity_and_keeps_every_example():
     assert pack(lengths, 100, seed=1) == rows  # deterministic: resume sees the same rows
 
 
-def test_packing_gives_the_same_loss_as_separate_examples(tokenizer, tmp_path):
+def test_packing_gives_the_same_loss_as_separate_examples(tokenizer, tmp_path, one_thread):
     """Padding-free packing keeps examples apart: same loss as padded batches."""
     from transformers import AutoModelForCausalLM
 
@@ -288,3 +297,45 @@ def test_packing_gives_the_same_loss_as_separate_examples(tokenizer, tmp_path):
         loss_packed = model(**packed, use_cache=False).loss
         loss_padded = model(**padded, use_cache=False).loss
     assert torch.allclose(loss_packed, loss_padded, atol=1e-4)
+
+
+def test_lean_loss_and_selective_checkpointing_change_nothing_but_memory(tokenizer, tmp_path,
+                                                                         one_thread):
+    """Same loss and same LoRA gradients as transformers' loss without checkpointing."""
+    from transformers import AutoModelForCausalLM
+
+    from backend.default_model import ensure_default_model
+    from backend.training.loss import use_lean_loss
+    from backend.training.modeling import apply_lora, enable_checkpointing
+
+    records = [{"prompt": f"question {i}", "response": "answer " * (i + 2)} for i in range(4)]
+    data = load_data(write_jsonl(tmp_path / "p.jsonl", records), tokenizer, 128)
+    rows = [PackedDataset(data.examples, 128)[i] for i in range(2)]
+
+    def run(lean: bool, checkpointing: str):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(ensure_default_model())
+        model.config.use_cache = False
+        enable_checkpointing(model, checkpointing)
+        model = apply_lora(model, 8, 32, 0.1, ["q_proj", "v_proj"])
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # non-zero B, so that every LoRA weight gets a gradient
+                torch.nn.init.normal_(param, std=0.02, generator=torch.Generator().manual_seed(1))
+        if lean:
+            use_lean_loss(model)
+        model.train()
+        batch = PackingCollator(trained_logits_only=lean)(rows)
+        if lean:
+            assert batch["shift_labels"].shape[1] == len(batch["logits_to_keep"]) > 0
+        torch.manual_seed(123)  # the same dropout masks in every run
+        loss = model(**batch).loss
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+        return loss.detach(), grads
+
+    loss_ref, grads_ref = run(lean=False, checkpointing="off")
+    for lean, mode in ((True, "off"), (True, "selective"), (True, "full")):
+        loss, grads = run(lean, mode)
+        assert torch.allclose(loss, loss_ref, atol=1e-4), (lean, mode)
+        assert (grads - grads_ref).abs().max() <= 1e-4 * grads_ref.abs().max(), (lean, mode)
+    assert grads_ref.abs().max() > 0

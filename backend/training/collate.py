@@ -94,18 +94,29 @@ class PaddingCollator:
 
 
 class PackingCollator:
-    """Flattens the examples of every packed row of a micro-batch into one padding-free row."""
+    """Flattens the examples of every packed row of a micro-batch into one padding-free row.
 
-    def __init__(self) -> None:
+    With `trained_logits_only`, it adds `logits_to_keep` (the positions whose next token is
+    trained) and `shift_labels` (those next tokens): the model computes logits only there.
+    """
+
+    def __init__(self, trained_logits_only: bool = False) -> None:
         from transformers import DataCollatorWithFlattening
 
         # separator_id -100: the first label of every example is not trained (it would be
         # predicted from the previous example's last token).
         self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+        self.trained_logits_only = trained_logits_only
 
     def __call__(self, rows: list[list[dict]]) -> dict[str, Any]:
         examples = [example for row in rows for example in row]
-        return self.flatten(examples)
+        batch = self.flatten(examples)
+        if self.trained_logits_only:
+            following = batch["labels"][0, 1:]
+            keep = (following != IGNORE_INDEX).nonzero().squeeze(-1)
+            batch["logits_to_keep"] = keep
+            batch["shift_labels"] = following[keep][None, :]
+        return batch
 
 
 def count_tokens(batch: dict[str, Any]) -> int:

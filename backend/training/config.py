@@ -20,6 +20,8 @@ from backend.training.errors import TrainingError
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
               "polynomial", "inverse_sqrt")
 BF16_CHOICES = ("auto", "on", "off")
+CHECKPOINTING = ("full", "selective", "off")
+ATTENTION = ("auto", "sdpa", "flex_attention", "eager")
 CONFIG_FILE = "run_config.yaml"
 
 
@@ -59,11 +61,20 @@ class TrainConfig:
     save_total_limit: int | None = _f(None, "keep at most N checkpoints (the newest)")
     seed: int = _f(42, "random seed")
     bf16: str = _f("auto", "bf16: auto (on GPUs that support it), on, off", choices=BF16_CHOICES)
-    gradient_checkpointing: bool = _f(True, "recompute activations in backward (less memory)")
+    gradient_checkpointing: str = _f(
+        "full", "activation checkpointing: full (least memory), selective (keeps matmul and "
+        "attention outputs, recomputes the cheap rest: faster, more memory) or off",
+        choices=CHECKPOINTING)
     packing: bool = _f(True, "padding-free packing: several examples per row, no pad tokens")
+    compile: bool = _f(False, "torch.compile each decoder layer (GPU; slow first steps)")
+    attention: str = _f("auto", "attention kernels: auto (sdpa; on GPUs without its cuDNN "
+                        "backend), sdpa, flex_attention (GPU) or eager", choices=ATTENTION)
     trust_remote_code: bool = _f(False, "allow a base model that ships its own code (ChatGLM3)")
 
     def __post_init__(self) -> None:
+        gc = str(self.gradient_checkpointing).strip().lower()
+        self.gradient_checkpointing = {"true": "full", "on": "full", "yes": "full",
+                                       "false": "off", "no": "off"}.get(gc, gc)
         self.validate()
 
     def validate(self) -> None:
@@ -86,6 +97,9 @@ class TrainConfig:
             (self.long_records in LONG_POLICIES, f"long_records must be one of {LONG_POLICIES}"),
             (self.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}"),
             (self.bf16 in BF16_CHOICES, f"bf16 must be one of {BF16_CHOICES}"),
+            (self.attention in ATTENTION, f"attention must be one of {ATTENTION}"),
+            (self.gradient_checkpointing in CHECKPOINTING,
+             f"gradient_checkpointing must be one of {CHECKPOINTING}"),
             (bool(str(self.target_modules).strip()), "target_modules must not be empty"),
         ]
         for ok, message in checks:

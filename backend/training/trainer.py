@@ -26,9 +26,12 @@ from backend.training.collate import (
 from backend.training.config import CONFIG_FILE, TrainConfig, save_yaml
 from backend.training.data import load_data
 from backend.training.errors import TrainingError
+from backend.training.loss import use_lean_loss
 from backend.training.modeling import (
     apply_lora,
+    choose_attention,
     choose_precision,
+    compile_layers,
     enable_checkpointing,
     load_base_model,
     load_tokenizer,
@@ -85,6 +88,7 @@ def _training_args(cfg: TrainConfig, run_dir: Path, precision, has_eval: bool):
         "dataloader_pin_memory": torch.cuda.is_available(),
         "ddp_find_unused_parameters": False,
         "label_names": ["labels"],
+        "prediction_loss_only": True,
         "log_level": "warning",
     }
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -100,12 +104,14 @@ def _make_trainer_class():
     from transformers import Trainer
 
     class WorkbenchTrainer(Trainer):
-        """Counts the real (non-padding) tokens it trains on."""
+        """Counts the real (non-padding) tokens it trains on, and the padded slots."""
 
         tokens_seen = 0
+        slots_seen = 0
 
         def training_step(self, model, inputs, *args, **kwargs):
             self.tokens_seen += count_tokens(inputs)
+            self.slots_seen += int(inputs["input_ids"].numel())
             return super().training_step(model, inputs, *args, **kwargs)
 
     return WorkbenchTrainer
@@ -174,16 +180,22 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: str | None, stop: StopSignal
         log(f"truncated {train.report.truncated} record(s) to {cfg.max_length} tokens")
     if stop.requested:
         raise StopRequested(stop.signal_name or "signal")
-    model = load_base_model(base, precision, cfg.trust_remote_code)
+    attention = choose_attention(cfg.attention, precision)
+    model = load_base_model(base, precision, cfg.trust_remote_code, attention)
     targets = resolve_target_modules(model, cfg.target_modules)
-    if cfg.gradient_checkpointing:
-        enable_checkpointing(model)
+    enable_checkpointing(model, cfg.gradient_checkpointing)
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, targets)
+    use_lean_loss(model)
+    if cfg.compile:
+        compile_layers(model)
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} dropout={cfg.lora_dropout} on {targets}: "
-        f"{trainable:,} trainable of {total:,} parameters")
+        f"{trainable:,} trainable of {total:,} parameters; checkpointing "
+        f"{cfg.gradient_checkpointing}, packing {'on' if cfg.packing else 'off'}, "
+        f"attention {attention}"
+        f"{', compiled layers' if cfg.compile else ''}")
     train_set, val_set = _datasets(cfg, train, val)
-    collator = PackingCollator() if cfg.packing else PaddingCollator(
+    collator = PackingCollator(trained_logits_only=True) if cfg.packing else PaddingCollator(
         tokenizer.pad_token_id, 8 if precision.device == "cuda" else None)
     log(f"{len(train_set)} training {'rows (packed)' if cfg.packing else 'examples'}, "
         f"batch {cfg.batch_size} x accumulation {cfg.grad_accum} x {world} process(es)")
@@ -201,10 +213,13 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: str | None, stop: StopSignal
         log(f"resuming from {ckpt.name} (step {step})")
     if stop.requested:
         raise StopRequested(stop.signal_name or "signal")
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     state = trainer.state
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
+    # (result.training_loss averages over every step but counts only this process's steps
+    # after a resume: it reads far too low; the last logged loss says more.)
     fields: dict[str, Any] = {"step": state.global_step, "max_steps": state.max_steps,
-                              "train_loss": result.training_loss}
+                              "final_loss": losses[-1] if losses else None}
     latest = run_files.find_checkpoint(run_dir, "latest")
     if stop.requested:
         if latest is not None and is_main:
