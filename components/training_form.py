@@ -131,7 +131,8 @@ def _hyperparameters() -> dict:
             "Gradient checkpointing", CHECKPOINTING,
             index=CHECKPOINTING.index(DEFAULTS.gradient_checkpointing), key="train_gc",
             help="full: least memory; selective: keeps matmul/attention outputs and recomputes "
-                 "the cheap rest (faster, more memory); off: fastest, most memory.")
+                 "the cheap rest (more memory; CPU-heavy, measured slower than full on an "
+                 "H100); off: fastest, most memory.")
         values["packing"] = cols[1].toggle(
             "Packing (padding-free)", DEFAULTS.packing, key="train_packing",
             help="Several examples per row, kept apart by position ids; no pad tokens.")

@@ -63,7 +63,8 @@ class TrainConfig:
     bf16: str = _f("auto", "bf16: auto (on GPUs that support it), on, off", choices=BF16_CHOICES)
     gradient_checkpointing: str = _f(
         "full", "activation checkpointing: full (least memory), selective (keeps matmul and "
-        "attention outputs, recomputes the cheap rest: faster, more memory) or off",
+        "attention outputs, recomputes the cheap rest; more memory, and its per-op dispatch "
+        "costs CPU time: slower than full on an H100 with a 6B model) or off (most memory)",
         choices=CHECKPOINTING)
     packing: bool = _f(True, "padding-free packing: several examples per row, no pad tokens")
     compile: bool = _f(False, "torch.compile each decoder layer (GPU; slow first steps)")
