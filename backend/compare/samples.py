@@ -6,6 +6,7 @@ the conversation's last assistant turn and its prompt every turn before that.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +56,34 @@ def _sample(conversation_turns: tuple[Turn, ...], number: int, where: str) -> Sa
 
 
 def load_samples(path: str | Path, limit: int | None = None) -> tuple[list[Sample], str]:
-    """The file's samples (the first `limit`) and its SHA-256; CompareError for bad data."""
+    """The file's samples (the first `limit`) and its SHA-256; CompareError for bad data.
+
+    A file is parsed once per version (path, mtime, size): the page asks on every rerun.
+    """
     if not str(path).strip():
         raise CompareError("Enter the path of a validation file (.json or .jsonl).")
     path = user_path(str(path), "validation file path")
-    kind_of(path)  # a path that cannot even be looked at gets its message here
+    version = (0, -1)
+    if kind_of(path) == "file":
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise CompareError(f"Cannot read {path}: {exc.strerror or exc}") from None
+        version = (stat.st_mtime_ns, stat.st_size)
+    samples, digest = _parsed(str(path), *version)
+    return list(samples if limit is None else samples[: max(1, limit)]), digest
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str, _mtime_ns: int, _size: int) -> tuple[tuple[Sample, ...], str]:
+    path = Path(text)
     try:
         records = read_records(path)
+        digest = file_sha256(path)
     except DataError as exc:
         raise CompareError(str(exc)) from None
+    except OSError as exc:
+        raise CompareError(f"Cannot read {path}: {exc.strerror or exc}") from None
     samples, problems = [], []
     for record in records:
         try:
@@ -77,9 +97,4 @@ def load_samples(path: str | Path, limit: int | None = None) -> tuple[list[Sampl
         listed = problems[:MAX_LISTED] + ([f"... and {more} more"] if more > 0 else [])
         raise CompareError(f"{path.name}: {len(problems)} record(s) cannot be used:\n"
                            + "\n".join(f"- {p}" for p in listed))
-    if limit is not None:
-        samples = samples[: max(1, limit)]
-    try:
-        return samples, file_sha256(path)
-    except OSError as exc:
-        raise CompareError(f"Cannot read {path}: {exc.strerror or exc}") from None
+    return tuple(samples), digest
