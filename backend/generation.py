@@ -92,6 +92,8 @@ def decode_loop(
     """Yield new token ids one by one; the KV cache lives in this generator."""
     import torch
 
+    # no_grad, not inference_mode: measured ~25 % faster per token on the CPU here (the
+    # DynamicCache's growing tensors are cheaper as normal tensors than as inference tensors).
     device = model.get_input_embeddings().weight.device
     processors = build_logits_processors(settings)
     generator = _sampler(settings, device)
@@ -99,11 +101,11 @@ def decode_loop(
     prefill_kwargs: dict[str, Any] = {"use_cache": True}
     if _accepts(model, "logits_to_keep"):
         prefill_kwargs["logits_to_keep"] = 1
-    with torch.inference_mode():
+    with torch.no_grad():
         out = model(input_ids=ids, **prefill_kwargs)
     past, logits = out.past_key_values, out.logits[:, -1, :]
     for step in range(settings.max_new_tokens):
-        with torch.inference_mode():
+        with torch.no_grad():
             scores = logits.float()
             if processors:
                 scores = processors(ids, scores)
@@ -122,7 +124,7 @@ def decode_loop(
             return
         if step + 1 == settings.max_new_tokens:
             break
-        with torch.inference_mode():
+        with torch.no_grad():
             if processors:
                 ids = torch.cat([ids, next_id[:, None]], dim=-1)
             out = model(input_ids=next_id[:, None], past_key_values=past, use_cache=True)
