@@ -196,3 +196,22 @@ def test_fused_qkv_projection_gives_the_same_tokens():
     assert after == before
     layer = model.model.layers[0].self_attn
     assert layer.q_proj.weight.data_ptr() == layer.qkv_weight.data_ptr()  # views, no copy
+
+
+def test_generate_thread_fallback_matches_the_loop_and_stops(engine):
+    """The path remote-code models take: model.generate in a worker thread."""
+    from backend.generation import ChatStream, stop_token_ids
+
+    loaded = engine.loaded
+    ids = encode_prompt(loaded.tokenizer, STORY)
+    stops = stop_token_ids(loaded.model, loaded.tokenizer)
+
+    def stream(path, settings):
+        return ChatStream(loaded.model, loaded.tokenizer, ids, settings, stops, decode_path=path)
+
+    assert "".join(stream("generate", GREEDY)) == "".join(stream("loop", GREEDY))
+    long = stream("generate", SamplingSettings(temperature=0, max_new_tokens=200))
+    for _ in long:
+        if long.stats.new_tokens >= 5:
+            long.stop()
+    assert long.stats.new_tokens <= 8 and long.stats.stop_reason == "stopped"
