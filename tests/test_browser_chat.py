@@ -24,8 +24,13 @@ def choose_preset(page, name: str) -> None:
     wait_until(lambda: box.input_value() == name, 30, 0.1, f"preset {name}")
 
 
+def slider_value(page, label: str) -> float:
+    return float(page.get_by_role("slider", name=label).input_value())
+
+
 def test_question_gets_a_streamed_answer(page, tmp_path):
     choose_preset(page, "Tool calling")  # temperature 0: greedy, so the answer is known
+    wait_until(lambda: slider_value(page, "Temperature") == 0.0, 30, 0.1, "temperature 0")
     ask(page, "What is the capital of France?")
     states: list[str] = []
     deadline = time.monotonic() + 120
