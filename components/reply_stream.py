@@ -53,7 +53,7 @@ def stream_reply(
                     stream = engine.chat_stream(messages, settings, tools=tools)
                 except PromptTooLongError as exc:
                     status.error(str(exc))
-                    return None
+                    return False
                 last = 0.0
                 for _ in stream:
                     now = time.perf_counter()

@@ -65,3 +65,26 @@ def test_stop_keeps_the_partial_reply(page):
     tokens = int(reply.split("tokens ·")[0].split()[-1])
     assert 0 < tokens < 500  # it stopped well before max_new_tokens (512)
     assert page.get_by_role("button", name="Stop").count() == 0
+
+
+def test_two_sessions_queue_on_the_shared_model(browser, app_server):
+    """Each session keeps its own history; the second waits (and says so) while the first runs."""
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    try:
+        first, second = (ctx.new_page() for ctx in contexts)
+        for pg in (first, second):
+            pg.set_default_timeout(60_000)
+            pg.goto(app_server)
+        ask(first, "Write a very long story about a dragon and a knight, with many chapters.")
+        first.get_by_role("button", name="Stop").wait_for()
+        ask(second, "What is the capital of France?")
+        second.get_by_text("Waiting for another session's generation").wait_for(timeout=60_000)
+        first.get_by_role("button", name="Stop").click()
+        messages = second.locator(MESSAGE)
+        wait_until(lambda: messages.count() >= 2 and "tokens/s" in messages.nth(1).inner_text(),
+                   120, 0.1, "the second session's reply")
+        assert "dragon" not in second.locator(MESSAGE).nth(0).inner_text()
+        assert "France" not in first.locator(MESSAGE).nth(0).inner_text()
+    finally:
+        for ctx in contexts:
+            ctx.close()
