@@ -37,8 +37,12 @@ class IncrementalDetokenizer:
         return ""
 
     def flush(self) -> str:
-        """Text still held back at the end (an incomplete character decodes as U+FFFD)."""
+        """Text still held back at the end.
+
+        A reply cut off by the token limit can end inside a multi-byte character; those
+        incomplete bytes are dropped rather than shown as U+FFFD.
+        """
         prefix_text = self._decode(self.ids[self._prefix:self._read])
         new_text = self._decode(self.ids[self._prefix:])
         self._prefix = self._read = len(self.ids)
-        return new_text[len(prefix_text):]
+        return new_text[len(prefix_text):].rstrip(_REPLACEMENT)

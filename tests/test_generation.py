@@ -117,13 +117,22 @@ def test_multibyte_text_detokenizes_intact(engine):
     assert not any("\ufffd" in d for d in deltas)
 
 
+def test_a_character_cut_by_the_token_limit_is_dropped_not_garbled(engine):
+    tok = engine.loaded.tokenizer
+    ids = tok("ok 😀", add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids[:-1]).endswith("\ufffd")  # the emoji spans several byte tokens
+    detok = IncrementalDetokenizer(tok)
+    text = "".join(detok.push(t) for t in ids[:-1]) + detok.flush()
+    assert text == "ok " or text == "ok"
+
+
 def test_multibyte_text_streams_intact_from_the_model(engine):
     messages = [{"role": "user", "content": "请用中文回答：你好吗？😀"}]
     text, stream, deltas = reply(engine, messages, SamplingSettings(temperature=0,
                                                                     max_new_tokens=60))
     assert stream.stats.new_tokens > 0
     full = engine.loaded.tokenizer.decode(stream._detok.ids, skip_special_tokens=True)
-    assert text == full
+    assert text == full.rstrip("\ufffd")  # a character cut by the token limit is dropped
     assert all("\ufffd" not in d for d in deltas[:-1])
 
 
