@@ -7,13 +7,10 @@ after that is the real path: parse, schema check, calculator run, observation, n
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ROOT, _healthy, free_port, wait_until
+from conftest import running_app, wait_until
 
 INPUT = '[data-testid="stChatInputTextArea"]'
 MESSAGE = '[data-testid="stChatMessage"]'
@@ -99,25 +96,9 @@ def slow_tool_server(tmp_path_factory):
     """A second app server whose user tools folder holds a tool that takes a minute."""
     folder = tmp_path_factory.mktemp("user-tools")
     (folder / "slow.py").write_text(SLOW_TOOL)
-    port = free_port()
-    log_path = folder.parent / "streamlit-slow.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WORKBENCH_TOOLS_DIR": str(folder)}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://localhost:{port}"
-    try:
-        wait_until(lambda: _healthy(url) or proc.poll() is not None, 90, 0.25, "app health")
-        assert proc.poll() is None, log_path.read_text()[-2000:]
+    with running_app(folder.parent / "streamlit-slow.log",
+                     {"WORKBENCH_TOOLS_DIR": str(folder)}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_stop_during_a_tool_run(browser, slow_tool_server):

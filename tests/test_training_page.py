@@ -4,10 +4,10 @@ from the page (Launch, Stop, Resume, Delete) on the embedded model."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from streamlit.testing.v1 import AppTest
 
 from backend.training import registry, run_files, runner
@@ -39,14 +39,8 @@ def good_file(tmp_path) -> Path:
     return path
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
+    return wait_until(predicate, timeout, interval, what)
 
 
 def open_page() -> AppTest:

@@ -6,10 +6,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from backend.training import registry, run_files, runner
 from backend.training.config import TrainConfig
@@ -30,13 +30,7 @@ RECORDS = [
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return wait_until(predicate, timeout, interval, what)
 
 
 def finished(run_dir: Path, timeout: float = 600) -> registry.RunInfo:
