@@ -74,7 +74,8 @@ def _accepts(model: Any, name: str) -> bool:
         return False
 
 
-def _sampler(settings: SamplingSettings, device: Any):
+def make_generator(settings: SamplingSettings, device: Any):
+    """A seeded RNG of this generation's own (None for greedy): sessions never share one."""
     import torch
 
     if settings.greedy:
@@ -83,6 +84,19 @@ def _sampler(settings: SamplingSettings, device: Any):
     seed = settings.seed if settings.seed is not None else random.randrange(2**63)
     generator.manual_seed(seed)
     return generator
+
+
+def pick_next_token(ids: Any, logits: Any, processors: Any, generator: Any):
+    """The next token id(s) from the last logits, as `generate` picks them (call under no_grad)."""
+    import torch
+
+    scores = logits.float()
+    if processors:
+        scores = processors(ids, scores)
+    if generator is None:
+        return scores.argmax(dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
 def decode_loop(
@@ -96,7 +110,7 @@ def decode_loop(
     # DynamicCache's growing tensors are cheaper as normal tensors than as inference tensors).
     device = model.get_input_embeddings().weight.device
     processors = build_logits_processors(settings)
-    generator = _sampler(settings, device)
+    generator = make_generator(settings, device)
     ids = torch.tensor([input_ids], device=device)
     prefill_kwargs: dict[str, Any] = {"use_cache": True}
     if _accepts(model, "logits_to_keep"):
@@ -106,14 +120,7 @@ def decode_loop(
     past, logits = out.past_key_values, out.logits[:, -1, :]
     for step in range(settings.max_new_tokens):
         with torch.no_grad():
-            scores = logits.float()
-            if processors:
-                scores = processors(ids, scores)
-            if generator is None:
-                next_id = scores.argmax(dim=-1)
-            else:
-                probs = torch.softmax(scores, dim=-1)
-                next_id = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            next_id = pick_next_token(ids, logits, processors, generator)
         token = int(next_id)
         if token in stop_ids and not ignore_eos:
             stats.stop_reason = "eos"

@@ -100,28 +100,22 @@ class StaticDecoder:
         """Yield new token ids, like `backend.generation.decode_loop`, on the static cache."""
         import torch
 
-        from backend.generation import _sampler
-
         if not self.fits(len(input_ids), settings.max_new_tokens):
             raise ValueError("prompt plus max_new_tokens exceed the static cache")
         with self._lock:
-            yield from self._decode(torch, _sampler, input_ids, settings, stop_ids, stats,
-                                    stop_event, ignore_eos)
+            yield from self._decode(torch, input_ids, settings, stop_ids, stats, stop_event,
+                                    ignore_eos)
 
-    def _decode(self, torch, make_sampler, input_ids, settings, stop_ids, stats, stop_event,
+    def _decode(self, torch, input_ids, settings, stop_ids, stats, stop_event,
                 ignore_eos) -> Iterator[int]:
+        from backend.generation import make_generator, pick_next_token
+
         device, cuda = self.device, self.device.type == "cuda"
         processors = build_logits_processors(settings)
-        generator = make_sampler(settings, device)
+        generator = make_generator(settings, device)
 
         def pick(ids, logits):
-            scores = logits.float()
-            if processors:
-                scores = processors(ids, scores)
-            if generator is None:
-                return scores.argmax(dim=-1)
-            probs = torch.softmax(scores, dim=-1)
-            return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            return pick_next_token(ids, logits, processors, generator)
 
         n = len(input_ids)
         cache = self._cache_for(n + settings.max_new_tokens)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from backend.sampling import SamplingSettings
+from components.chat_input import take_user_message
 from components.chat_view import render_export, render_history
 from components.reply_stream import stream_reply
 
@@ -45,16 +46,8 @@ def render_chat_mode(settings: SamplingSettings, system_prompt: str, model_ready
                                 "settings": settings.to_dict()}, key=MODE)
     render_history(history)
 
-    prompt = st.chat_input("Message the model", disabled=not model_ready, key="chat_input")
-    if prompt is not None:
-        if not prompt.strip():
-            st.warning("The message is empty: type something first.")
-        else:
-            st.session_state.pop("chat_rejected", None)
-            history.append({"role": "user", "content": prompt})
-            with st.chat_message("user"):
-                st.markdown(prompt)
-            st.session_state["chat_pending"] = True
+    take_user_message(history, "Message the model", key="chat_input", pending_key="chat_pending",
+                      disabled=not model_ready, clear_key="chat_rejected")
 
     if st.session_state.pop("chat_pending", False) and model_ready:
         sent = stream_reply(_prompt_messages(history, system_prompt), settings, history,

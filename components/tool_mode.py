@@ -28,6 +28,7 @@ from backend.tools.manual import ToolListError, parse_tool_list, tool_list_text
 from backend.tools.parsing import ToolCall
 from backend.tools.prompting import ToolPrompt, build_tool_prompt
 from backend.tools.registry import ToolRegistry, load_tools_dir, merge_user_tools
+from components.chat_input import take_user_message
 from components.chat_view import render_export
 from components.model_cache import get_engine
 from components.reply_stream import stream_reply
@@ -253,18 +254,12 @@ def render_tool_mode(settings: SamplingSettings, system_prompt: str, model_ready
         st.warning(notice[1], icon=_OUTCOME_ICONS.get(notice[0], "ℹ️"))
     paused = tools is not None and _pending_controls(history, tools)
 
-    prompt = st.chat_input("Ask something a tool can help with", key="tool_input",
-                           disabled=not model_ready or tools is None)
-    if prompt is not None:
-        if not prompt.strip():
-            st.warning("The message is empty: type something first.")
-        else:
-            st.session_state.pop("tool_notice", None)
-            history.append({"role": "user", "content": prompt})
-            with st.chat_message("user"):
-                st.markdown(prompt)
-            st.session_state["tool_pending"] = True
-    elif paused and not st.session_state.get("tool_pending"):
+    submitted = take_user_message(
+        history, "Ask something a tool can help with", key="tool_input",
+        pending_key="tool_pending", disabled=not model_ready or tools is None,
+        clear_key="tool_notice",
+    )
+    if not submitted and paused and not st.session_state.get("tool_pending"):
         st.caption("The model waits for the tool call above before it goes on.")
 
     if st.session_state.pop("tool_pending", False) and model_ready and tools is not None:
