@@ -10,16 +10,20 @@ peft LoRA, the project's collators), for a few warm-up steps and then measured s
 (a') the same with sdpa's cuDNN backend off, as the project's training runs (cuDNN builds a new
     plan for every new sequence length: ~1 s of CPU per step here);
 (b) this project's defaults (backend/training/config.py): LoRA r 8 on the attention projections
-    (q/k/v/o), padding-free packing (rows of up to max_length tokens, a micro-batch of rows
-    flattened into one sequence), the lean chunked loss on trained positions only, and the
-    default activation checkpointing mode.
+    (q/k/v/o), padding-free packing (4 rows of up to 1024 tokens flattened into one sequence),
+    varlen flash attention over each packed example, decoder layers compiled, the LM head fused
+    with the loss on trained positions only, full activation checkpointing.
+
+Before the recipes, one packed batch goes through the same model with varlen attention, with
+sdpa's block mask and with sdpa's math kernel (the noise floor of bf16 attention): loss and
+LoRA gradients are compared.
 
 Reported: real (non-padding) tokens/s, padded slots/s, peak GPU memory (max allocated, and
 max reserved), step time; (b) is compared with the faster of (a) and (a'). Extra variants
 (--variants) help choose the defaults; results and analysis: bench/results/train_throughput_h100.md.
 
     PYTHONPATH=. python bench/train_throughput.py            # (a) and (b) on the GPU
-    PYTHONPATH=. python bench/train_throughput.py --variants full-4-flex,full-3   # ~3 min
+    PYTHONPATH=. python bench/train_throughput.py --variants eager-4,sdpa-4   # ~3 min
     PYTHONPATH=. python bench/train_throughput.py --tiny     # CPU smoke run, tiny model
 """
 
@@ -49,6 +53,7 @@ from backend.training.encoding import IGNORE_INDEX, Encoded
 from backend.training.loss import use_lean_loss
 from backend.training.modeling import (
     apply_lora,
+    choose_attention,
     choose_precision,
     compile_layers,
     enable_checkpointing,
@@ -88,34 +93,43 @@ REFERENCE_NO_CUDNN = replace(REFERENCE, name="(a') reference, sdpa without cuDNN
 PROJECT = Recipe("(b) project defaults", DEFAULTS.target_modules, DEFAULTS.gradient_checkpointing,
                  DEFAULTS.packing, DEFAULTS.batch_size, DEFAULTS.max_length, DEFAULTS.lora_r,
                  DEFAULTS.lora_alpha, DEFAULTS.lora_dropout, compile_layers=DEFAULTS.compile,
-                 attention="sdpa" if DEFAULTS.attention == "auto" else DEFAULTS.attention,
+                 attention=DEFAULTS.attention,
                  logging_steps=DEFAULTS.logging_steps)
 
 
 def _variant(name: str, checkpointing: str, rows: int, length: int = 1024, **extra) -> Recipe:
+    extra.setdefault("compile_layers", False)
     return replace(PROJECT, name=f"x {name}", checkpointing=checkpointing, batch_size=rows,
                    max_length=length, packing=True, **extra)
 
 
 VARIANTS = {
-    "full-4": _variant("pack, full ckpt, 4x1024", "full", 4),
-    "full-8": _variant("pack, full ckpt, 8x1024", "full", 8),
-    "sel-1": _variant("pack, selective ckpt, 1x1024", "selective", 1),
-    "sel-2": _variant("pack, selective ckpt, 2x1024", "selective", 2),
-    "off-1": _variant("pack, no ckpt, 1x1024", "off", 1),
-    "full-4-compile": _variant("pack, full ckpt, 4x1024, compiled", "full", 4,
-                               compile_layers=True),
-    "sel-2-compile": _variant("pack, selective ckpt, 2x1024, compiled", "selective", 2,
-                              compile_layers=True),
-    "full-4-flex": _variant("pack, full ckpt, 4x1024, flex attention", "full", 4,
-                            attention="flex_attention"),
-    "full-4-hfloss": _variant("pack, full ckpt, 4x1024, HF loss", "full", 4, lean_loss=False),
-    "full-3": _variant("pack, full ckpt, 3x1024", "full", 3),
-    "full-3-flex": _variant("pack, full ckpt, 3x1024, flex attention", "full", 3,
-                            attention="flex_attention"),
-    "full-4-sdpa": _variant("pack, full ckpt, 4x1024, sdpa", "full", 4, attention="sdpa"),
-    "full-4-cudnn": _variant("pack, full ckpt, 4x1024, sdpa with cuDNN", "full", 4,
-                             attention="sdpa", cudnn_sdp=True),
+    # packing with varlen attention (the default's attention), compiled or not, 3-8 rows
+    "eager-4": _variant("varlen, 4x1024, not compiled", "full", 4, attention="varlen"),
+    "eager-5": _variant("varlen, 5x1024, not compiled", "full", 5, attention="varlen"),
+    "eager-6": _variant("varlen, 6x1024, not compiled", "full", 6, attention="varlen"),
+    "compile-4": _variant("varlen, 4x1024, compiled", "full", 4, attention="varlen",
+                          compile_layers=True),
+    "compile-3": _variant("varlen, 3x1024, compiled", "full", 3, attention="varlen",
+                          compile_layers=True),
+    "compile-5": _variant("varlen, 5x1024, compiled", "full", 5, attention="varlen",
+                          compile_layers=True),
+    "compile-6": _variant("varlen, 6x1024, compiled", "full", 6, attention="varlen",
+                          compile_layers=True),
+    "compile-8": _variant("varlen, 8x1024, compiled", "full", 8, attention="varlen",
+                          compile_layers=True),
+    # other attention kernels over the flattened row
+    "sdpa-4": _variant("sdpa (block mask), 4x1024, not compiled", "full", 4, attention="sdpa"),
+    "cudnn-4": _variant("sdpa with cuDNN, 4x1024, not compiled", "full", 4, attention="sdpa",
+                        cudnn_sdp=True),
+    "flex-4": _variant("flex attention, 4x1024, not compiled", "full", 4,
+                       attention="flex_attention"),
+    # other checkpointing and loss choices
+    "selective-2": _variant("varlen, selective ckpt, 2x1024", "selective", 2,
+                            attention="varlen"),
+    "no-ckpt-1": _variant("varlen, no ckpt, 1x1024", "off", 1, attention="varlen"),
+    "hf-loss-4": _variant("varlen, 4x1024, transformers' loss", "full", 4, attention="varlen",
+                          lean_loss=False),
 }
 
 
@@ -146,9 +160,10 @@ def synthetic_examples(count: int, vocab: int, tiny: bool, seed: int = 0) -> lis
 
 def build_model(config: GlmConfig, recipe: Recipe, device: str, dtype: torch.dtype):
     torch.manual_seed(0)
+    attention = choose_attention(recipe.attention, choose_precision("auto"), recipe.packing, print)
     if device == "cuda":
         torch.backends.cuda.enable_cudnn_sdp(recipe.cudnn_sdp)
-    config._attn_implementation = recipe.attention
+    config._attn_implementation = attention
     config.use_cache = False
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -164,8 +179,8 @@ def build_model(config: GlmConfig, recipe: Recipe, device: str, dtype: torch.dty
     if recipe.lean_loss:
         use_lean_loss(model)
     if recipe.compile_layers:
-        compile_layers(model)
-    return model, targets
+        compile_layers(model, device)
+    return model, f"{targets}, attention {attention}"
 
 
 class StepClock(TrainerCallback):
@@ -203,6 +218,15 @@ def _print_profile(prof, name: str) -> None:
     print(averages.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
 
 
+def _compile_counters() -> dict:
+    """What torch.compile did so far: graphs, graph breaks, recompilations."""
+    from torch._dynamo.utils import counters
+
+    found = {k: dict(counters[k]) for k in ("stats", "graph_break", "recompiles") if counters[k]}
+    counters.clear()
+    return found
+
+
 def run_recipe(recipe: Recipe, examples: list[Encoded], model_config: GlmConfig, tokens: int,
                warmup: int, min_steps: int, profile: bool = False) -> dict:
     precision = choose_precision("auto")
@@ -235,12 +259,14 @@ def run_recipe(recipe: Recipe, examples: list[Encoded], model_config: GlmConfig,
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         base_mem = torch.cuda.memory_allocated() / GIB if device == "cuda" else 0.0
+        train_start = time.perf_counter()
         if prof is not None:
             with prof:
                 trainer.train()
             _print_profile(prof, recipe.name)
         else:
             trainer.train()
+        compiled = _compile_counters() if recipe.compile_layers else None
         peak = torch.cuda.max_memory_allocated() / GIB if device == "cuda" else None
         reserved = torch.cuda.max_memory_reserved() / GIB if device == "cuda" else None
     marks = clock.marks[warmup - 1:]
@@ -255,11 +281,52 @@ def run_recipe(recipe: Recipe, examples: list[Encoded], model_config: GlmConfig,
         "step_s": seconds / max(len(marks) - 1, 1),
         "tokens_per_step": (tok1 - tok0) / max(len(marks) - 1, 1),
         "weights_gib": base_mem, "peak_alloc_gib": peak, "peak_reserved_gib": reserved,
-        "build_s": build_s,
+        "build_s": build_s, "warmup_s": t0 - train_start, "compile": compiled,
     }
     trainer.callback_handler.callbacks.clear()
     ref.clear()
     del trainer, model, dataset, clock, prof
+    return result
+
+
+def attention_agreement(examples: list[Encoded], model_config: GlmConfig) -> dict:
+    """Packed batches through the same LoRA model (eval mode: no dropout) with varlen attention,
+    sdpa's block mask (efficient kernel) and sdpa's math kernel: loss and LoRA gradients. The
+    math-vs-efficient difference is the noise floor of bf16 attention."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    recipe = replace(PROJECT, attention="sdpa", compile_layers=False)
+    precision = choose_precision("auto")
+    model, _ = build_model(model_config, recipe, "cuda", precision.torch_dtype)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # non-zero B, so that every LoRA weight gets a gradient
+            torch.nn.init.normal_(param, std=0.02)
+    rows = PackedDataset(examples, recipe.max_length, 42)
+    batch = PackingCollator(trained_logits_only=True)([rows[i] for i in range(2)])
+    batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
+    lora = [p for p in model.parameters() if p.requires_grad]
+    varlen = choose_attention("varlen", precision, True)
+    model.eval()
+    found = {}
+    for label, name, backend in (("varlen", varlen, None),
+                                 ("sdpa_efficient", "sdpa", SDPBackend.EFFICIENT_ATTENTION),
+                                 ("sdpa_math", "sdpa", SDPBackend.MATH)):
+        model.base_model.model.config._attn_implementation = name
+        with sdpa_kernel(backend) if backend is not None else torch.enable_grad():
+            loss = model(**batch).loss
+            grads = torch.autograd.grad(loss, lora)
+        found[label] = (float(loss), torch.cat([g.float().flatten() for g in grads]))
+        del loss, grads
+
+    def rel(a: str, b: str) -> float:
+        return float((found[a][1] - found[b][1]).norm() / found[b][1].norm())
+
+    result = {"tokens": int(batch["input_ids"].numel()),
+              **{f"loss_{k}": v[0] for k, v in found.items()},
+              "grad_rel_diff_varlen_vs_math": rel("varlen", "sdpa_math"),
+              "grad_rel_diff_efficient_vs_math": rel("sdpa_efficient", "sdpa_math")}
+    found.clear()
+    del model, lora
     return result
 
 
@@ -312,6 +379,8 @@ def main() -> None:
                         help=f"extra recipes: all, or a comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--profile", action="store_true",
                         help="profile 2 steps of each recipe instead of measuring")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the sdpa-vs-varlen agreement check on the GPU")
     parser.add_argument("--only", default="", help="run only these recipes: a, b, variants")
     parser.add_argument("--out", default="bench/out/train_throughput.json")
     args = parser.parse_args()
@@ -339,6 +408,12 @@ def main() -> None:
           f"mean {sum(len(e.input_ids) for e in examples) / len(examples):.0f} tokens; "
           f"{args.warmup} warm-up steps, then about {args.tokens} real tokens per recipe",
           flush=True)
+    check = None
+    if torch.cuda.is_available() and not args.no_check:
+        check = attention_agreement(examples, model_config)
+        print(f"attention agreement (sdpa vs varlen, one packed batch): {json.dumps(check)}",
+              flush=True)
+        free_memory()
     results = []
     for recipe in recipes:
         print(f"--- {recipe.name}: {recipe}", flush=True)
@@ -356,7 +431,7 @@ def main() -> None:
     print(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device, "torch": torch.__version__,
+    out.write_text(json.dumps({"device": device, "torch": torch.__version__, "check": check,
                                "host": platform.node(), "results": results,
                                "table": report}, indent=2))
     print(f"wrote {out}")

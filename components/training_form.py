@@ -138,12 +138,14 @@ def _hyperparameters() -> dict:
             help="Several examples per row, kept apart by position ids; no pad tokens.")
         values["compile"] = cols[2].toggle(
             "Compile layers", DEFAULTS.compile, key="train_compile",
-            help="torch.compile each decoder layer (GPU): faster steps after a slow start.")
+            help="torch.compile each decoder layer on GPUs (ignored on the CPU): faster steps "
+                 "after a slow start.")
         values["attention"] = cols[3].selectbox(
             "Attention", ATTENTION, index=ATTENTION.index(DEFAULTS.attention),
             key="train_attention",
-            help="auto: sdpa (without its cuDNN backend on GPUs); flex_attention: GPU only, "
-                 "skips the blocks packing masks out.")
+            help="auto: varlen when packing on a GPU (flash attention over each packed "
+                 "example), else sdpa (without its cuDNN backend on GPUs); flex_attention: GPU "
+                 "only, recompiles for every new packed length.")
     return values
 
 

@@ -328,7 +328,10 @@ def test_lean_loss_and_selective_checkpointing_change_nothing_but_memory(tokeniz
         if lean:
             assert batch["shift_labels"].shape[1] == len(batch["logits_to_keep"]) > 0
         torch.manual_seed(123)  # the same dropout masks in every run
-        loss = model(**batch).loss
+        out = model(**batch)
+        loss = out.loss
+        if lean:  # the frozen head is fused into the loss: no logits were made
+            assert out.logits.shape[-1] == model.config.hidden_size
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
         return loss.detach(), grads

@@ -3,9 +3,9 @@
 Packing (padding-free): examples are packed into rows of at most `max_length` tokens once
 (best fit, in a seeded random order); a micro-batch of rows is then flattened into one sequence
 by transformers' DataCollatorWithFlattening, whose `position_ids` restart at every example. The
-model's attention sees the restarts and keeps examples apart (block-diagonal causal mask; with
-flash-attention kernels, varlen attention), so no token attends across examples and no pad
-token is computed.
+model's attention keeps examples apart (sdpa: a block-diagonal causal mask built from the
+restarts; `varlen` attention: the boundaries `cu_seq_lens`, each example on its own), so no
+token attends across examples and no pad token is computed.
 """
 
 from __future__ import annotations
@@ -105,7 +105,9 @@ class PackingCollator:
 
         # separator_id -100: the first label of every example is not trained (it would be
         # predicted from the previous example's last token).
-        self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+        # The examples' boundaries (cu_seq_lens) serve varlen attention; others ignore them.
+        self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100,
+                                                  return_flash_attn_kwargs=True)
         self.trained_logits_only = trained_logits_only
 
     def __call__(self, rows: list[list[dict]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_wi
               "polynomial", "inverse_sqrt")
 BF16_CHOICES = ("auto", "on", "off")
 CHECKPOINTING = ("full", "selective", "off")
-ATTENTION = ("auto", "sdpa", "flex_attention", "eager")
+ATTENTION = ("auto", "varlen", "sdpa", "flex_attention", "eager")
 CONFIG_FILE = "run_config.yaml"
 
 
@@ -67,9 +67,13 @@ class TrainConfig:
         "costs CPU time: slower than full on an H100 with a 6B model) or off (most memory)",
         choices=CHECKPOINTING)
     packing: bool = _f(True, "padding-free packing: several examples per row, no pad tokens")
-    compile: bool = _f(False, "torch.compile each decoder layer (GPU; slow first steps)")
-    attention: str = _f("auto", "attention kernels: auto (sdpa; on GPUs without its cuDNN "
-                        "backend), sdpa, flex_attention (GPU) or eager", choices=ATTENTION)
+    compile: bool = _f(True, "torch.compile each decoder layer on GPUs (fuses the small "
+                       "element-wise work; the first steps wait for compilation, a layer that "
+                       "fails to compile runs uncompiled); ignored on the CPU")
+    attention: str = _f("auto", "attention kernels: auto (varlen when packing on a GPU, else "
+                        "sdpa), varlen (flash attention per packed example; GPU), sdpa (on GPUs "
+                        "without its cuDNN backend), flex_attention (GPU) or eager",
+                        choices=ATTENTION)
     trust_remote_code: bool = _f(False, "allow a base model that ships its own code (ChatGLM3)")
 
     def __post_init__(self) -> None:

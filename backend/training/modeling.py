@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.training.config import ATTENTION
 from backend.training.errors import TrainingError
 
 # Module names that hold a transformer block's attention (Llama/Qwen/GLM: self_attn,
@@ -92,21 +93,33 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False):
     return tokenizer
 
 
-ATTENTION = ("auto", "sdpa", "flex_attention", "eager")
-
-
-def choose_attention(mode: str, precision: Precision) -> str:
+def choose_attention(mode: str, precision: Precision, packing: bool = False,
+                     log=lambda _msg: None) -> str:
     """The attention implementation for training.
 
-    `auto` is sdpa. On CUDA, sdpa's cuDNN backend is turned off for training: it builds a new
-    cuDNN plan for every new sequence length (about 10-25 ms of CPU per layer and pass), and
-    training batches (padded to the longest, or packed) change length at nearly every step;
-    measured on an H100 with a 6B model it made steps 3x slower. The flash and memory-efficient
-    kernels have no such cost.
+    `auto` is `varlen` (flash attention over each packed example: no masked blocks computed)
+    when packing on a GPU whose torch build passes its self-check, else sdpa. On CUDA, sdpa's
+    cuDNN backend is turned off for training: it builds a new cuDNN plan for every new sequence
+    length (about 10-25 ms of CPU per layer and pass), and training batches change length at
+    nearly every step; measured on an H100 with a 6B model it made steps 3x slower. The flash
+    and memory-efficient kernels have no such cost.
     """
+    from backend.training import varlen_attention
+
     if mode not in ATTENTION:
         raise TrainingError(f"attention must be one of {ATTENTION}.")
-    choice = "sdpa" if mode == "auto" else mode
+    choice = mode
+    if mode in ("auto", "varlen"):
+        reason = (varlen_attention.unavailable_reason(precision.torch_dtype) if packing
+                  else "it needs packing")
+        if reason is None:
+            varlen_attention.register()
+            return varlen_attention.NAME
+        if mode == "varlen":
+            raise TrainingError(f"varlen attention is not available: {reason}.")
+        if precision.device == "cuda":
+            log(f"attention auto: sdpa, since varlen attention is not available ({reason})")
+        choice = "sdpa"
     if precision.device == "cuda" and choice == "sdpa":
         import torch
 
@@ -229,10 +242,18 @@ def decoder_layers(model: Any) -> list:
     return list(layers)
 
 
-def compile_layers(model: Any) -> None:
-    """torch.compile each decoder layer (regional compilation: one graph serves every layer)."""
+def compile_layers(model: Any, device: str) -> str | None:
+    """torch.compile each decoder layer on a GPU (regional compilation: one graph serves every
+    layer, with dynamic sizes: packed batches change length every step). A layer that fails to
+    compile runs uncompiled. Returns why nothing was compiled, or None."""
+    if device != "cuda":
+        return "layers are compiled on GPUs only"
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
     for layer in decoder_layers(model):
         layer.compile(dynamic=True)
+    return None
 
 
 def apply_lora(model: Any, r: int, alpha: float, dropout: float, targets: list[str] | str):

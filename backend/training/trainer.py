@@ -180,20 +180,19 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: str | None, stop: StopSignal
         log(f"truncated {train.report.truncated} record(s) to {cfg.max_length} tokens")
     if stop.requested:
         raise StopRequested(stop.signal_name or "signal")
-    attention = choose_attention(cfg.attention, precision)
+    attention = choose_attention(cfg.attention, precision, cfg.packing, log)
     model = load_base_model(base, precision, cfg.trust_remote_code, attention)
     targets = resolve_target_modules(model, cfg.target_modules)
     enable_checkpointing(model, cfg.gradient_checkpointing)
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, targets)
     use_lean_loss(model)
-    if cfg.compile:
-        compile_layers(model)
+    compiled = cfg.compile and compile_layers(model, precision.device) is None
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} dropout={cfg.lora_dropout} on {targets}: "
         f"{trainable:,} trainable of {total:,} parameters; checkpointing "
         f"{cfg.gradient_checkpointing}, packing {'on' if cfg.packing else 'off'}, "
         f"attention {attention}"
-        f"{', compiled layers' if cfg.compile else ''}")
+        f"{', compiled layers (the first steps wait for compilation)' if compiled else ''}")
     train_set, val_set = _datasets(cfg, train, val)
     collator = PackingCollator(trained_logits_only=True) if cfg.packing else PaddingCollator(
         tokenizer.pad_token_id, 8 if precision.device == "cuda" else None)
