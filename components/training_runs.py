@@ -20,13 +20,6 @@ BADGES = {"starting": "🟡", "running": "🟢", "stopping": "🟠", "completed"
           "failed": "❌", "stopped": "⏹️"}
 
 
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def loss_frame(rows: list[dict]) -> pd.DataFrame:
     """Long table for the chart: step, loss, series (train / eval)."""
     records = []
@@ -141,7 +134,7 @@ def render_run(run: RunInfo, root: Path) -> None:
     st.markdown(f"{BADGES.get(run.state, '•')} **{run.state}** · started {started} · "
                 f"model `{cfg.get('model', '?')}` · data `{Path(str(cfg.get('data', '?'))).name}`")
     steps = f"step {run.step}/{run.max_steps}" if run.max_steps else f"step {run.step}"
-    eta = f" · ETA {_eta(run.eta_s)}" if run.state == "running" else ""
+    eta = f" · ETA {run_files.format_eta(run.eta_s)}" if run.state == "running" else ""
     st.progress(run.progress, text=f"{steps}{eta}")
     if run.reason and run.state in ("failed",):
         st.error(run.reason)

@@ -93,6 +93,7 @@ def test_twenty_steps_write_loadable_checkpoints_and_loss_goes_down(tmp_path, da
     assert [r["step"] for r in rows] == list(range(1, 21))
     for key in ("lr", "grad_norm", "epoch", "eta_s", "elapsed_s"):
         assert rows[-1][key] is not None, key
+    assert rows[0]["eta_s"] is None  # the first step (warm-up, compilation) sets no pace
     assert all(r["tokens_per_s"] > 0 for r in rows)
     assert "gpu_mem_gib" in rows[-1]
     first = sum(r["loss"] for r in rows[:5]) / 5

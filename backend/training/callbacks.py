@@ -9,7 +9,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from backend.training.run_files import append_metrics, write_status
+from backend.training.run_files import append_metrics, format_eta, write_status
 
 GIB = 1024**3
 
@@ -39,13 +39,6 @@ class StopSignal:
             print(f"[train] {self.signal_name} received: stopping ({where})", flush=True)
         if not self.training and first:
             raise StopRequested(self.signal_name)
-
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class StopCallback(TrainerCallback):
@@ -85,20 +78,28 @@ class MetricsCallback(TrainerCallback):
         self.world_size = world_size
         self.is_main = is_main
         self.started = time.time()
-        self.first_step = 0
+        self.warm: tuple[float, int] | None = None  # (time, step) when the first step ended
         self.last_time = self.started
         self.last_tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last_time = time.time()
-        self.first_step = state.global_step
+        self.warm = None
         self.last_tokens = self.count()
 
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.warm is None:  # the first step holds warm-up and compilation: not a pace
+            self.warm = (time.time(), state.global_step)
+
     def _eta(self, state) -> float | None:
-        done = state.global_step - self.first_step
-        if done <= 0 or not state.max_steps:
+        """Seconds left at the pace since the first step of this (resumed) run ended."""
+        if self.warm is None or not state.max_steps:
             return None
-        return (time.time() - self.started) / done * max(state.max_steps - state.global_step, 0)
+        since, step = self.warm
+        done = state.global_step - step
+        if done <= 0:
+            return None
+        return (time.time() - since) / done * max(state.max_steps - state.global_step, 0)
 
     @staticmethod
     def _memory() -> dict[str, float | None]:
@@ -137,7 +138,7 @@ class MetricsCallback(TrainerCallback):
         if entry["loss"] is not None:
             print(f"[train] step {state.global_step}/{state.max_steps} loss {entry['loss']:.4f} "
                   f"lr {entry['lr'] or 0:.2e} {entry.get('tokens_per_s', 0):.0f} tok/s "
-                  f"eta {_fmt_eta(entry['eta_s'])}", flush=True)
+                  f"eta {format_eta(entry['eta_s'])}", flush=True)
         else:
             print(f"[train] step {state.global_step} eval_loss {entry['eval_loss']:.4f}",
                   flush=True)

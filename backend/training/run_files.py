@@ -29,6 +29,14 @@ FINAL_STATES = ("completed", "failed", "stopped")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+def format_eta(seconds: float | None) -> str:
+    """H:MM:SS, or ? while unknown."""
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
