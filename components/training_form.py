@@ -137,7 +137,7 @@ def _hyperparameters() -> dict:
             "Packing (padding-free)", DEFAULTS.packing, key="train_packing",
             help="Several examples per row, kept apart by position ids; no pad tokens.")
         values["compile"] = cols[2].toggle(
-            "Compile layers", DEFAULTS.compile, key="train_compile",
+            "Compile layers (GPU)", DEFAULTS.compile, key="train_compile",
             help="torch.compile each decoder layer on GPUs (ignored on the CPU): faster steps "
                  "after a slow start.")
         values["attention"] = cols[3].selectbox(
