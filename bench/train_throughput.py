@@ -60,6 +60,7 @@ from backend.training.modeling import (
     resolve_target_modules,
 )
 from backend.training.trainer import _make_trainer_class, _training_args
+from bench.gpu_generation import glm_6b
 
 GIB = 1024**3
 DEFAULTS = TrainConfig()
@@ -131,18 +132,6 @@ VARIANTS = {
     "hf-loss-4": _variant("varlen, 4x1024, transformers' loss", "full", 4, attention="varlen",
                           lean_loss=False),
 }
-
-
-def glm_6b_config(tiny: bool) -> GlmConfig:
-    if tiny:
-        return GlmConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=16, intermediate_size=128,
-                         vocab_size=1000, max_position_embeddings=2048, pad_token_id=0,
-                         eos_token_id=2, bos_token_id=1)
-    return GlmConfig(hidden_size=4096, num_hidden_layers=28, num_attention_heads=32,
-                     num_key_value_heads=2, head_dim=128, intermediate_size=13696,
-                     vocab_size=65024, max_position_embeddings=8192, pad_token_id=0,
-                     eos_token_id=2, bos_token_id=1)
 
 
 def synthetic_examples(count: int, vocab: int, tiny: bool, seed: int = 0) -> list[Encoded]:
@@ -386,7 +375,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.tokens, args.min_steps, args.warmup = 100, 3, 2
-    model_config = glm_6b_config(args.tiny)
+    model_config = glm_6b(args.tiny)
     examples = synthetic_examples(args.records, model_config.vocab_size, args.tiny)
     names = list(VARIANTS) if args.variants == "all" else \
         [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import default_model
+from backend.json_files import read_json, write_atomic, write_json
 
 LAST_FILE = "last.json"
 UPLOADS = "uploads"
@@ -42,21 +43,6 @@ def folder_stamp(folder: Path, names: tuple[str, ...] = ("config.json",),
     return max(stamps, default=0)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 class ResultCache:
     """Reads and writes result files under one folder (writes are atomic)."""
 
@@ -64,16 +50,18 @@ class ResultCache:
         self.root = Path(root) if root is not None else cache_dir()
 
     def get(self, key: str) -> dict[str, Any] | None:
-        return _read_json(self.root / f"{key}.json")
+        return read_json(self.root / f"{key}.json")
 
     def put(self, key: str, data: dict[str, Any]) -> None:
-        _write_json(self.root / f"{key}.json", data)
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.root / f"{key}.json", data)
 
     def remember_last(self, inputs: dict[str, Any]) -> None:
-        _write_json(self.root / LAST_FILE, inputs)
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.root / LAST_FILE, inputs)
 
     def last(self) -> dict[str, Any] | None:
-        return _read_json(self.root / LAST_FILE)
+        return read_json(self.root / LAST_FILE)
 
     def save_upload(self, name: str, data: bytes) -> Path:
         """Keep an uploaded validation file (named by its content) so it can be reopened."""
@@ -82,7 +70,5 @@ class ResultCache:
         path = self.root / UPLOADS / f"{digest}-{safe or 'data.jsonl'}"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_atomic(path, data)
         return path

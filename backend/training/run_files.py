@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any
+
+from backend.json_files import read_json, write_atomic, write_json
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -35,21 +36,6 @@ def format_eta(seconds: float | None) -> str:
         return "?"
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -100,9 +86,7 @@ def drop_metrics_after(run_dir: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_metrics(run_dir) if int(r.get("step", 0)) <= step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
 
 
 def is_complete_checkpoint(path: Path) -> bool:

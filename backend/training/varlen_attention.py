@@ -21,21 +21,20 @@ import torch.nn.functional as F
 NAME = "varlen"
 
 
-def _varlen_function():
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return None
-    return varlen_attn
+_KERNEL: list = []  # [varlen_attn, its parameter names] once looked up (None: torch lacks it)
 
 
-_PARAMS: set[str] = set()  # varlen_attn's parameter names (they differ between torch versions)
-
-
-def _varlen_params() -> set[str]:
-    if not _PARAMS:
-        _PARAMS.update(inspect.signature(_varlen_function()).parameters)
-    return _PARAMS
+def _kernel() -> tuple[Any, frozenset[str]] | None:
+    """torch's `varlen_attn` and its parameter names, which differ between torch versions.
+    Looked up once (by `register` or the self-check), not while torch.compile traces a layer."""
+    if not _KERNEL:
+        try:
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:
+            _KERNEL.append(None)
+        else:
+            _KERNEL.append((varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)))
+    return _KERNEL[0]
 
 
 def _repeat_heads(x: torch.Tensor, groups: int, dim: int) -> torch.Tensor:
@@ -69,8 +68,7 @@ def _packed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
                       cu_seq_lens: torch.Tensor, max_length: int,
                       scaling: float | None) -> torch.Tensor:
     """Flash varlen attention over a (1, heads, tokens, dim) flattened row."""
-    varlen_attn = _varlen_function()
-    params = _varlen_params()
+    varlen_attn, params = _kernel()
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
     groups = q.shape[1] // k.shape[1]
     extra: dict[str, Any] = {}
@@ -120,7 +118,7 @@ def register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    _varlen_params()  # read once here, not while torch.compile traces a layer
+    _kernel()
     AttentionInterface.register(NAME, varlen_attention_forward)
     AttentionMaskInterface.register(NAME, _padding_mask)
 
@@ -132,7 +130,7 @@ def unavailable_reason(dtype: torch.dtype) -> str | None:
         return "no CUDA GPU"
     if dtype not in (torch.float16, torch.bfloat16):
         return f"flash kernels need fp16/bf16, not {dtype}"
-    if _varlen_function() is None:
+    if _kernel() is None:
         return f"torch {torch.__version__} has no torch.nn.attention.varlen"
     try:
         _self_check(dtype)
