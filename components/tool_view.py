@@ -10,7 +10,6 @@ from components.chat_view import render_stats
 
 DISPLAY_CHARS = 200_000  # past this the page shows the start and offers the whole as a download
 TOOL_AVATAR = ":material/build:"
-TOOL_ICON = ":material/build:"
 _STATUS = {
     "ok": "done", "manual": "result typed by you", "error": "raised an error",
     "malformed": "call could not be read", "unknown_tool": "unknown tool",
@@ -28,7 +27,7 @@ def render_tool_result(entry: dict, key: str) -> None:
     """One call and its observation: name, arguments, result (whole), time taken."""
     result = entry["tool_result"]
     name = result.get("name") or entry.get("name") or "?"
-    with st.expander(call_label(name, result), expanded=False, icon=TOOL_ICON):
+    with st.expander(call_label(name, result), expanded=False, icon=TOOL_AVATAR):
         st.markdown(f"**Tool:** `{name}`")
         st.markdown("**Arguments**")
         st.code(json.dumps(result.get("arguments", {}), ensure_ascii=False, indent=2),

@@ -331,8 +331,7 @@ class KernelSession:
             self._shell_reply(msg_id, 1.0)
             return True
         log.warning("the kernel ignored an interrupt; restarting it")
-        self._stop()
-        self.start()
+        self.restart()
         return False
 
     def _death_note(self) -> str:
@@ -400,8 +399,7 @@ class KernelSession:
                     "The kernel did not stop and was restarted: variables are lost."))
             elif status == "died":
                 note = self._death_note()
-                self._stop()
-                self.start()
+                self.restart()
             outputs = collector.finish(note)
             return ExecutionResult(status, outputs, collector.truncated,
                                    time.monotonic() - started)

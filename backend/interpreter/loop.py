@@ -98,7 +98,9 @@ def _model_reply(
     try:
         for delta in deltas:
             reply["content"] += delta
-            block = extract_code(reply["content"])
+            # A block is complete when its closing ``` or </tool_call> arrives: only a piece
+            # holding a ` or a > can complete one, so only then is the whole reply searched.
+            block = extract_code(reply["content"]) if "`" in delta or ">" in delta else None
             if block is not None:
                 reply["content"] = reply["content"][:block.end]
                 reply["code"] = block.code

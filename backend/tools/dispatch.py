@@ -186,8 +186,7 @@ def run_tool(
         if on_wait is not None:
             on_wait(elapsed)
         if should_stop is not None and should_stop():
-            return _result(call, STOPPED, "The user stopped this tool before it finished.",
-                           elapsed, max_chars)
+            return stopped_result(call, elapsed, max_chars)
         if elapsed >= limit:
             return _result(call, TIMEOUT, f"Error: {call.name} did not finish within {limit:g} s "
                                           "and was abandoned.", elapsed, max_chars)
@@ -217,6 +216,13 @@ def dispatch(
 def manual_result(call: ToolCall, text: str, max_chars: int = MAX_OBSERVATION_CHARS) -> ToolResult:
     """The observation the user typed for a tool that has no Python function."""
     return _result(call, MANUAL, text, max_chars=max_chars)
+
+
+def stopped_result(call: ToolCall, elapsed: float = 0.0,
+                   max_chars: int = MAX_OBSERVATION_CHARS) -> ToolResult:
+    """The user stopped the call (while it ran, or before it started)."""
+    return _result(call, STOPPED, "The user stopped this tool before it finished.", elapsed,
+                   max_chars)
 
 
 def declined_result(call: ToolCall) -> ToolResult:

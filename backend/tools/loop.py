@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from backend.tools.dispatch import (
-    DEFAULT_TIMEOUT_S,
     MAX_OBSERVATION_CHARS,
     STOPPED,
     ToolResult,
@@ -31,6 +30,7 @@ from backend.tools.dispatch import (
     manual_result,
     precheck,
     run_tool,
+    stopped_result,
 )
 from backend.tools.parsing import ToolCall, parse_tool_calls
 from backend.tools.registry import ToolRegistry
@@ -135,10 +135,7 @@ def close_interrupted(history: list[dict], role: str) -> int:
     """Record 'stopped' observations for pending calls (after a Stop cut the loop short)."""
     pending = pending_calls(history)
     for item in pending:
-        history.append(observation_entry(
-            ToolResult(item.call.name, dict(item.call.arguments), STOPPED,
-                       "The user stopped this tool before it finished.",
-                       "The user stopped this tool before it finished."), role))
+        history.append(observation_entry(stopped_result(item.call), role))
     return len(pending)
 
 
@@ -192,9 +189,8 @@ class ToolLoop:
                 if not decision:
                     result = declined_result(call)
             if result is None and tool is not None:
-                result = run_tool(
-                    tool, call, self.timeout_s or tool.timeout_s or DEFAULT_TIMEOUT_S,
-                    self.max_observation_chars, self.hooks.should_stop, self._waiter(call))
+                result = run_tool(tool, call, self.timeout_s or None, self.max_observation_chars,
+                                  self.hooks.should_stop, self._waiter(call))
             assert result is not None
             entry = observation_entry(result, self.observation_role)
             history.append(entry)

@@ -24,10 +24,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.tools.registry import NAME_RE
+
 MAX_TEXT_CHARS = 200_000  # longer text is cut before parsing (a reply is far shorter)
 MAX_CALLS = 32
 MAX_CALL_CHARS = 50_000  # one tool_call(...) expression
-_NAME_RE = re.compile(r"^[A-Za-z_][\w.\-]{0,63}$")
 _TAG_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
 _NAME_IN_JSON_RE = re.compile(r'"name"\s*:\s*"([^"\\]{1,64})"')
@@ -138,7 +139,7 @@ def _name_before(text: str, start: int) -> str:
     if not lines:
         return ""
     candidate = lines[-1].strip("`*: ")
-    return candidate if _NAME_RE.match(candidate) else ""
+    return candidate if NAME_RE.match(candidate) else ""
 
 
 def _read_tool_call(source: str, name: str) -> ToolCall:
@@ -174,7 +175,7 @@ def _glm4(text: str, names: Collection[str] | None) -> list[ToolCall]:
     stripped = _SPECIAL_TOKEN_RE.sub("", text).strip()
     first, _, rest = stripped.partition("\n")
     name = first.strip()
-    if not rest.strip() or not _NAME_RE.match(name) or name in ("json", "python"):
+    if not rest.strip() or not NAME_RE.match(name) or name in ("json", "python"):
         return []
     if names is not None and name not in names:
         return []

@@ -13,7 +13,7 @@ Observations use the role `observation` when the template knows it (ChatGLM3, GL
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from backend.prompting import has_chat_template, render_prompt
@@ -74,7 +74,6 @@ class ToolPrompt:
     via_template: bool
     observation_role: str = "tool"
     system_prompt: str = ""
-    notes: list[str] = field(default_factory=list)
 
     def template_tools(self) -> list[dict] | None:
         if not self.via_template or not self.schemas:
@@ -107,9 +106,5 @@ class ToolPrompt:
 
 def build_tool_prompt(tokenizer: Any, schemas: list[dict], system_prompt: str = "") -> ToolPrompt:
     """The ToolPrompt for `tokenizer`: template `tools` when it takes them, else system text."""
-    via_template = template_accepts_tools(tokenizer)
-    prompt = ToolPrompt(schemas, via_template, observation_role(tokenizer), system_prompt)
-    prompt.notes.append("The tools are passed through the model's chat template." if via_template
-                        else "The model's chat template ignores tools: they are listed as JSON "
-                             "in the system prompt (ChatGLM3's convention).")
-    return prompt
+    return ToolPrompt(schemas, template_accepts_tools(tokenizer), observation_role(tokenizer),
+                      system_prompt)
