@@ -28,8 +28,5 @@ if mode == "Chat":
     render_chat_mode(settings, system_prompt, model_ready)
 elif mode == "Tool":
     render_tool_mode(settings, system_prompt, model_ready)
-elif mode == "Code Interpreter":
+else:  # Code Interpreter
     render_interpreter_mode(settings, system_prompt, model_ready)
-else:
-    st.info(f"{mode} mode is not available yet: it is being built (see the issue tracker). "
-            "Chat mode works now; your chat history is kept when you switch modes.")

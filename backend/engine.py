@@ -30,7 +30,6 @@ class ModelEngine:
         self._stop_ids: set[int] = set()
         self._load_lock = threading.Lock()
         self._generation_lock = threading.Lock()
-        self.busy_since: float | None = None
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -73,11 +72,9 @@ class ModelEngine:
         while not self._generation_lock.acquire(timeout=poll_s):
             if on_wait is not None:
                 on_wait(time.perf_counter() - started)
-        self.busy_since = time.perf_counter()
         try:
             yield
         finally:
-            self.busy_since = None
             self._generation_lock.release()
 
     def chat_stream(

@@ -27,6 +27,13 @@ _STOP_TOKEN_TEXTS = (
 )
 
 
+def summarize_stats(stats: dict) -> str:
+    """"N tokens · X tokens/s · first token T" from a GenerationStats dict."""
+    ttft = f"{stats['ttft_s']:.2f} s" if stats.get("ttft_s") is not None else "n/a"
+    return (f"{stats['new_tokens']} tokens · {stats['tokens_per_s']:.1f} tokens/s · "
+            f"first token {ttft}")
+
+
 @dataclass
 class GenerationStats:
     """What one reply cost: tokens, time to first token, throughput, why it ended."""
@@ -42,8 +49,7 @@ class GenerationStats:
         return self.new_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def summary(self) -> str:
-        ttft = f"{self.ttft_s:.2f} s" if self.ttft_s is not None else "n/a"
-        return f"{self.new_tokens} tokens · {self.tokens_per_s:.1f} tokens/s · first token {ttft}"
+        return summarize_stats(self.to_dict())
 
     def to_dict(self) -> dict:
         return {
@@ -67,9 +73,12 @@ def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def _accepts(model: Any, name: str) -> bool:
+def forward_accepts(model: Any, name: str) -> bool:
+    """Whether the model's forward takes `name`; a peft wrapper's forward (**kwargs only) passes
+    its arguments on, so its base model is asked."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
-        return name in inspect.signature(model.forward).parameters
+        return name in inspect.signature(base.forward).parameters
     except (TypeError, ValueError):
         return False
 
@@ -113,7 +122,7 @@ def decode_loop(
     generator = make_generator(settings, device)
     ids = torch.tensor([input_ids], device=device)
     prefill_kwargs: dict[str, Any] = {"use_cache": True}
-    if _accepts(model, "logits_to_keep"):
+    if forward_accepts(model, "logits_to_keep"):
         prefill_kwargs["logits_to_keep"] = 1
     with torch.no_grad():
         out = model(input_ids=ids, **prefill_kwargs)

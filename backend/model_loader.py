@@ -271,6 +271,18 @@ def _enable_fast_path(loaded: LoadedModel, report: Progress) -> None:
     loaded.fast_path = f"on: static cache ({sizes} tokens), CUDA graphs, {fused} fused q/k/v"
 
 
+def drop_fast_path(loaded: LoadedModel, note: str) -> None:
+    """Leave the fast path (static decoder and fused q/k/v): adapters are about to wrap the
+    projections, which neither the fused layers nor the captured CUDA graphs would call."""
+    from backend.qkv_fusion import unfuse_qkv
+
+    loaded.static_decoder = None
+    if loaded.decode_path == "static":
+        loaded.decode_path = "loop"
+    if unfuse_qkv(loaded.model) or loaded.fast_path.startswith("on"):
+        loaded.fast_path = note
+
+
 def free_model(loaded: LoadedModel | None) -> None:
     """Drop a model's references and give its GPU memory back."""
     if loaded is None:

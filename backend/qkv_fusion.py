@@ -82,3 +82,15 @@ def fuse_qkv(model: Any) -> int:
         module.forward = types.MethodType(_fused_forward, module)
         fused += 1
     return fused
+
+
+def unfuse_qkv(model: Any) -> int:
+    """Give fused layers back their own forward, which calls q_proj/k_proj/v_proj (so that
+    adapters wrapping those projections take effect); the weights stay where they are."""
+    restored = 0
+    for module in model.modules():
+        if hasattr(module, "qkv_weight"):
+            del module.forward, module.qkv_weight, module.qkv_bias, module.qkv_sizes
+            del module.rotary_fn
+            restored += 1
+    return restored

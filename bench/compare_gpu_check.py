@@ -48,7 +48,7 @@ def make_adapter(base: Path, folder: Path) -> None:
 
     torch.manual_seed(1)
     model = LlamaForCausalLM.from_pretrained(base)
-    lora = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    lora = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"],
                       init_lora_weights=False)
     get_peft_model(model, lora).save_pretrained(folder)
 

@@ -33,7 +33,6 @@ def stream_reply(
     `tools` (OpenAI-style schemas) go to the chat template, for templates that take them.
     """
     engine = get_engine()
-    loaded = engine.loaded
     entry: dict = {"role": "assistant", "content": ""}
     stream: ChatStream | None = None
     with st.chat_message("assistant"):
@@ -67,6 +66,7 @@ def stream_reply(
                 entry["content"] = stream.text
                 entry["stats"] = stream.stats.to_dict()
                 entry["stopped"] = stream.stats.stop_reason == "stopped"
+                loaded = engine.loaded  # read now: another session may switch it while we wait
                 notice = _notice(stream.dropped_messages, loaded.context_length if loaded else 0)
                 if notice:
                     entry["notice"] = notice

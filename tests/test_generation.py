@@ -207,6 +207,42 @@ def test_fused_qkv_projection_gives_the_same_tokens():
     assert layer.q_proj.weight.data_ptr() == layer.qkv_weight.data_ptr()  # views, no copy
 
 
+def test_unfused_layers_let_an_adapter_on_q_and_v_take_effect():
+    """Checkpoint Compare adds LoRA adapters to a model the GPU fast path fused: leaving the
+    fast path gives the layers back their forward, so the adapter's q/v weights count."""
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from backend.model_loader import LoadedModel, ModelSpec, drop_fast_path
+    from backend.qkv_fusion import fuse_qkv
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2)).eval()
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+    fuse_qkv(model)
+    loaded = LoadedModel(ModelSpec(path="x"), "x", model, None, 2048, 0.0,
+                         decode_path="static", static_decoder=object(), fast_path="on: test")
+    inject_adapter_in_model(LoraConfig(r=4, target_modules=["q_proj", "v_proj"]), model)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    with torch.no_grad():
+        fused = model(input_ids=ids).logits
+    assert torch.equal(fused, base)  # the fused layers never call the wrapped projections
+    drop_fast_path(loaded, "off: adapters")
+    with torch.no_grad():
+        unfused = model(input_ids=ids).logits
+    assert (unfused - base).abs().max() > 1e-3
+    assert not hasattr(model.model.layers[0].self_attn, "qkv_weight")
+    assert (loaded.decode_path, loaded.static_decoder, loaded.fast_path) == (
+        "loop", None, "off: adapters")
+
+
 def test_generate_thread_fallback_matches_the_loop_and_stops(engine):
     """The path remote-code models take: model.generate in a worker thread."""
     from backend.generation import ChatStream, stop_token_ids

@@ -3,18 +3,11 @@ prompt, the same span training puts its loss on (the answer and its end-of-turn 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
+from backend.generation import forward_accepts
 from backend.training.encoding import IGNORE_INDEX, ChatEncoder
 from backend.training.formats import Turn
-
-
-def _accepts(model: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def reference_nll(model: Any, encoder: ChatEncoder, turns: tuple[Turn, ...],
@@ -34,7 +27,7 @@ def reference_nll(model: Any, encoder: ChatEncoder, turns: tuple[Turn, ...],
     index = torch.tensor(positions, device=device)
     targets = torch.tensor([labels[i + 1] for i in positions], device=device)
     kwargs: dict[str, Any] = {"use_cache": False}
-    if _accepts(model, "logits_to_keep"):
+    if forward_accepts(model, "logits_to_keep"):
         kwargs["logits_to_keep"] = index
     with torch.inference_mode():
         logits = model(input_ids=torch.tensor([ids], device=device), **kwargs).logits[0]

@@ -30,7 +30,7 @@ from backend.compare.adapters import (
 from backend.compare.errors import CompareError
 from backend.compare.paths import kind_of
 from backend.engine import ModelEngine
-from backend.model_loader import LoadedModel, ModelSpec
+from backend.model_loader import LoadedModel, ModelSpec, drop_fast_path
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +191,7 @@ class VariantHost:
             model.delete_adapter(name)
             raise CompareError(f"{info.path.name} is missing {len(missing)} weight(s) of its "
                                f"own config, e.g. {missing[0]}.")
-        if loaded.static_decoder is not None or loaded.decode_path == "static":
-            loaded.static_decoder = None
-            loaded.decode_path = "loop"
-            loaded.fast_path = FAST_PATH_NOTE
+        drop_fast_path(loaded, FAST_PATH_NOTE)
 
     def release(self) -> LoadedModel:
         """Drop every adapter by reloading the base (this also restores the fast decode path)."""
