@@ -149,8 +149,14 @@ def _hyperparameters() -> dict:
     return values
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _gpus() -> list:
+    """The GPUs, asked of the driver once a minute rather than on every rerun of the form."""
+    return list_gpus()
+
+
 def _gpu_pick() -> list[int] | None:
-    gpus = list_gpus()
+    gpus = _gpus()
     if not gpus:
         st.caption("No CUDA GPU found: the run trains on the CPU.")
         return None

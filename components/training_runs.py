@@ -31,7 +31,7 @@ def loss_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def render_loss_chart(run: RunInfo) -> None:
-    frame = loss_frame(run_files.read_metrics(run.path))
+    frame = loss_frame(run.metrics)
     if frame.empty:
         st.caption("No loss yet.")
         return
@@ -175,6 +175,6 @@ def _runs_body(root: Path) -> None:
 def render_runs(root: Path) -> None:
     """The runs list; refreshed every 2 s while a run is active, every 15 s otherwise."""
     st.subheader("Runs")
-    any_active = any(r.active for r in registry.list_runs(root))
+    any_active = any(head.active for head in registry.list_heads(root))
     refresh = ACTIVE_REFRESH_S if any_active else IDLE_REFRESH_S
     st.fragment(run_every=refresh)(_runs_body)(root)

@@ -26,9 +26,10 @@ class Candidate:
 def list_candidates(root: Path | None = None) -> list[Candidate]:
     """Newest run first; inside a run, checkpoints by step, then the final adapter."""
     found = []
-    for run in registry.list_runs(root):
+    for run in registry.list_heads(root):
+        run_id = run.path.name
         for step, path in run_files.checkpoints(run.path):
-            found.append(Candidate(run.run_id, path, step, run.state))
+            found.append(Candidate(run_id, path, step, run.state))
         if run_files.has_final_adapter(run.path):
-            found.append(Candidate(run.run_id, run.path, None, run.state))
+            found.append(Candidate(run_id, run.path, None, run.state))
     return found

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -65,10 +64,9 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def exact_command(argv: list[str]) -> str:
-    command = shlex.join([sys.executable, "-m", "backend.training", *argv])
-    devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return f"CUDA_VISIBLE_DEVICES={shlex.quote(devices)} {command}" if devices is not None \
-        else command
+    from backend.training.runner import command_line, training_command
+
+    return command_line(training_command(argv, None), os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def prepare_output_dir(path: str) -> Path:
@@ -84,7 +82,9 @@ def prepare_output_dir(path: str) -> Path:
         raise TrainingError(f"Cannot write to the output folder {run_dir}: "
                             f"{exc.strerror or exc}") from None
     status = run_files.read_status(run_dir)
-    if status and status.get("state") in run_files.ACTIVE_STATES:
+    # Under torchrun only rank 0 asks: the other ranks would see rank 0's own pid there.
+    first_rank = os.environ.get("RANK", "0") == "0"
+    if first_rank and status and status.get("state") in run_files.ACTIVE_STATES:
         pid = status.get("pid")
         if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
             raise TrainingError(f"A run is already training in {run_dir} (pid {pid}).")
@@ -103,13 +103,10 @@ def _alive(pid: int) -> bool:
 
 def validate_only(config: TrainConfig) -> int:
     """Check the data files with the model's tokenizer; print a report; 0 when all is well."""
-    from transformers import AutoTokenizer
-
     from backend.training.data import check_data
-    from backend.training.modeling import resolve_model_path
+    from backend.training.modeling import load_tokenizer, resolve_model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model),
-                                              trust_remote_code=config.trust_remote_code)
+    tokenizer = load_tokenizer(resolve_model_path(config.model), config.trust_remote_code)
     ok = True
     for path in [config.data, config.val_data]:
         if not path:

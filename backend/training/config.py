@@ -25,8 +25,8 @@ ATTENTION = ("auto", "varlen", "sdpa", "flex_attention", "eager")
 CONFIG_FILE = "run_config.yaml"
 
 
-def _f(default: Any, help: str, flag: str | None = None, choices: tuple | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+def _f(default: Any, help: str, choices: tuple | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
@@ -99,12 +99,9 @@ class TrainConfig:
             (self.logging_steps >= 1, "logging_steps must be at least 1"),
             (self.save_total_limit is None or self.save_total_limit >= 1,
              "save_total_limit must be at least 1"),
-            (self.long_records in LONG_POLICIES, f"long_records must be one of {LONG_POLICIES}"),
-            (self.scheduler in SCHEDULERS, f"scheduler must be one of {SCHEDULERS}"),
-            (self.bf16 in BF16_CHOICES, f"bf16 must be one of {BF16_CHOICES}"),
-            (self.attention in ATTENTION, f"attention must be one of {ATTENTION}"),
-            (self.gradient_checkpointing in CHECKPOINTING,
-             f"gradient_checkpointing must be one of {CHECKPOINTING}"),
+            *[(getattr(self, f.name) in f.metadata["choices"],
+               f"{f.name} must be one of {f.metadata['choices']}")
+              for f in dataclasses.fields(self) if f.metadata.get("choices")],
             (bool(str(self.target_modules).strip()), "target_modules must not be empty"),
         ]
         for ok, message in checks:

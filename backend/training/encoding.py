@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.prompting import fallback_prompt
+from backend.prompting import has_chat_template, render_prompt
 from backend.training.formats import Turn
 
 IGNORE_INDEX = -100
@@ -55,7 +55,7 @@ class ChatEncoder:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self.has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.has_template = has_chat_template(tokenizer)
         self.observation_role = self._probe_observation_role()
         self.system_supported = self._probe_system()
 
@@ -63,12 +63,8 @@ class ChatEncoder:
     def _apply(self, messages: list[dict], generation_prompt: bool = False) -> str:
         if not messages:
             return ""
-        if not self.has_template:
-            return fallback_prompt(messages, add_generation_prompt=generation_prompt)
         try:
-            return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=generation_prompt
-            )
+            return render_prompt(self.tokenizer, messages, add_generation_prompt=generation_prompt)
         except Exception as exc:  # noqa: BLE001 - jinja raises many kinds
             raise TemplateRejected(f"the model's chat template rejects it: {exc}") from exc
 

@@ -117,6 +117,17 @@ def _record_launch(run_dir: Path, proc: subprocess.Popen, command: list[str],
     run_files.write_json(path, record)
 
 
+def _start(run_dir: Path, cli_args: list[str], gpus: list[int] | None,
+           extra_env: dict[str, str] | None, action: str) -> None:
+    """Start the training CLI for `run_dir` (a launch or a resume) and record it."""
+    command = training_command(cli_args, gpus)
+    devices = visible_devices(gpus)
+    # pid None: a previous process's pid must not make the new one look like a second run.
+    run_files.write_status(run_dir, "starting", reason=None, exit_code=None, pid=None)
+    proc = _spawn(run_dir, command, devices, extra_env)
+    _record_launch(run_dir, proc, command, devices, gpus, action)
+
+
 def launch(config: TrainConfig, runs_root: Path, gpus: list[int] | None = None, name: str = "",
            extra_env: dict[str, str] | None = None) -> Path:
     """Start a new run under `runs_root`; returns its folder."""
@@ -129,28 +140,28 @@ def launch(config: TrainConfig, runs_root: Path, gpus: list[int] | None = None, 
         raise TrainingError(f"Cannot create a run folder in {runs_root}: "
                             f"{exc.strerror or exc}") from None
     config = config.replace(output_dir=str(run_dir))
-    command = training_command(config_argv(config), gpus)
-    devices = visible_devices(gpus)
-    run_files.write_status(run_dir, "starting", reason=None, exit_code=None)
-    proc = _spawn(run_dir, command, devices, extra_env)
-    _record_launch(run_dir, proc, command, devices, gpus, "launch")
+    _start(run_dir, config_argv(config), gpus, extra_env, "launch")
     return run_dir
 
 
-def _run_pid(run_dir: Path) -> tuple[int | None, float | None]:
-    """The run's top process: the launcher's record, else the pid the trainer wrote (CLI runs)."""
-    launch_info = run_files.read_json(Path(run_dir) / run_files.LAUNCH_FILE) or {}
-    pid = launch_info.get("pid")
+def _run_pid(run_dir: Path, launch: dict | None = None,
+             status: dict | None = None) -> tuple[int | None, float | None]:
+    """The run's top process: the launcher's record, else the pid the trainer wrote (CLI runs).
+    `launch` and `status`: the files' contents when the caller has read them already."""
+    if launch is None:
+        launch = run_files.read_json(Path(run_dir) / run_files.LAUNCH_FILE) or {}
+    pid = launch.get("pid")
     if isinstance(pid, int):
-        return pid, launch_info.get("pid_create_time")
-    status = run_files.read_status(run_dir) or {}
+        return pid, launch.get("pid_create_time")
+    if status is None:
+        status = run_files.read_status(run_dir) or {}
     pid = status.get("pid")
     return (pid, None) if isinstance(pid, int) else (None, None)
 
 
-def is_alive(run_dir: Path) -> bool:
+def is_alive(run_dir: Path, launch: dict | None = None, status: dict | None = None) -> bool:
     """True while the run's process is running (zombies and reused pids are not)."""
-    pid, expected = _run_pid(run_dir)
+    pid, expected = _run_pid(run_dir, launch, status)
     if pid is None:
         return False
     child = _children.get(pid)
@@ -168,10 +179,9 @@ def is_alive(run_dir: Path) -> bool:
         return False
 
 
-def _signal_group(run_dir: Path, sig: int) -> bool:
-    launch_info = run_files.read_json(Path(run_dir) / run_files.LAUNCH_FILE) or {}
-    pgid = launch_info.get("pgid")
-    if not isinstance(pgid, int) or not is_alive(run_dir):
+def _signal_group(run_dir: Path, sig: int, launch: dict) -> bool:
+    pgid = launch.get("pgid")
+    if not isinstance(pgid, int) or not is_alive(run_dir, launch):
         return False
     try:
         os.killpg(pgid, sig)
@@ -189,7 +199,7 @@ def stop(run_dir: Path, force: bool = False) -> bool:
         return False
     record["stop_requested_at"] = time.time()
     run_files.write_json(path, record)
-    return _signal_group(run_dir, signal.SIGKILL if force else signal.SIGTERM)
+    return _signal_group(run_dir, signal.SIGKILL if force else signal.SIGTERM, record)
 
 
 def resume(run_dir: Path, checkpoint: str = "latest", max_steps: int | None = None,
@@ -206,11 +216,7 @@ def resume(run_dir: Path, checkpoint: str = "latest", max_steps: int | None = No
     args = ["--output-dir", str(run_dir), "--resume", str(checkpoint)]
     if max_steps is not None:
         args += ["--max-steps", str(int(max_steps))]
-    command = training_command(args, gpus)
-    devices = visible_devices(gpus)
-    run_files.write_status(run_dir, "starting", reason=None, exit_code=None)
-    proc = _spawn(run_dir, command, devices, extra_env)
-    _record_launch(run_dir, proc, command, devices, gpus, f"resume {checkpoint}")
+    _start(run_dir, args, gpus, extra_env, f"resume {checkpoint}")
 
 
 def delete(run_dir: Path, runs_root: Path) -> None:
