@@ -7,11 +7,12 @@ the same run and engine: each test file wraps these in its own fixture.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import write_jsonl  # noqa: F401 - also re-exported to the compare tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_PROMPT = "What is the secret word?"
@@ -31,8 +32,7 @@ def trained_run(tmp_path_factory) -> Path:
     """A run folder with checkpoint-3, checkpoint-6 and the final adapter (trained once)."""
     if "run" not in _state:
         work = tmp_path_factory.mktemp("compare_train")
-        data = work / "secret.jsonl"
-        data.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n", encoding="utf-8")
+        data = write_jsonl(work / "secret.jsonl", RECORDS)
         run = work / "runs" / "secret"
         command = [sys.executable, "-m", "backend.training", "--model", "default",
                    "--data", str(data), "--output-dir", str(run), "--max-steps", "6",
@@ -76,12 +76,6 @@ def greedy_answer(engine, prompt: str, max_new_tokens: int = 12) -> str:
         for _ in stream:
             pass
     return stream.text
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
-                    encoding="utf-8")
-    return path
 
 
 def tiny_model_folder(folder: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -48,6 +49,22 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    """A .jsonl data file of `records`."""
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def stop_active_runs(root: Path) -> None:
+    """Kill every training run under `root` still active (a failed test must not leave one)."""
+    from backend.training import registry, runner
+
+    for head in registry.list_heads(root):
+        if head.active:
+            runner.stop(head.path, force=True)
 
 
 def _healthy(url: str) -> bool:

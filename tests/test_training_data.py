@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import write_jsonl
 
 from backend.training.collate import PackedDataset, PackingCollator, PaddingCollator, pack
 from backend.training.data import check_data, load_data
@@ -31,12 +32,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def write_jsonl(path, records):
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n",
-                    encoding="utf-8")
-    return path
 
 
 def trained_text(tokenizer, example) -> str:

@@ -3,14 +3,13 @@ from the page (Launch, Stop, Resume, Delete) on the embedded model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import stop_active_runs, wait_until, write_jsonl
 from streamlit.testing.v1 import AppTest
 
-from backend.training import registry, run_files, runner
+from backend.training import registry, run_files
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_LoRA_Training.py")
 RECORDS = [
@@ -27,16 +26,12 @@ def runs_root(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # runs are subprocesses; see test_training_run
     yield root
-    for run in registry.list_runs(root):  # never leave a run training after a failed test
-        if run.active:
-            runner.stop(run.path, force=True)
+    stop_active_runs(root)  # never leave a run training after a failed test
 
 
 @pytest.fixture
 def good_file(tmp_path) -> Path:
-    path = tmp_path / "good.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n", encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / "good.jsonl", RECORDS)
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):

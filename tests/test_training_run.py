@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import stop_active_runs, wait_until, write_jsonl
 
 from backend.training import registry, run_files, runner
 from backend.training.config import TrainConfig
@@ -48,16 +48,12 @@ def finished(run_dir: Path, timeout: float = 600) -> registry.RunInfo:
 def no_run_left_behind(tmp_path):
     """A failed test must not leave a run training: kill what is still active."""
     yield
-    for run in registry.list_runs(tmp_path / "runs"):
-        if run.active:
-            runner.stop(run.path, force=True)
+    stop_active_runs(tmp_path / "runs")
 
 
 @pytest.fixture
 def data_file(tmp_path) -> Path:
-    path = tmp_path / "secret.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n", encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path / "secret.jsonl", RECORDS)
 
 
 def small(data: Path, **changes) -> TrainConfig:

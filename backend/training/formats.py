@@ -124,6 +124,16 @@ def _role(msg: Any, number: int) -> str:
     return role
 
 
+def _json_value(value: Any, error: str) -> Any:
+    """Tool arguments given as a JSON string (blank: {}) or already as a value."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value) if value.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise _Bad(error) from exc
+
+
 def _chatglm3(data: dict) -> list[Turn]:
     turns: list[Turn] = []
     for number, msg in enumerate(_message_list(data, "conversations"), start=1):
@@ -132,12 +142,8 @@ def _chatglm3(data: dict) -> list[Turn]:
             name = msg.get("name")
             if not isinstance(name, str) or not name:
                 raise _Bad(f"message {number} (tool) has no tool 'name'")
-            params = msg.get("parameters", {})
-            if isinstance(params, str):
-                try:
-                    params = json.loads(params) if params.strip() else {}
-                except json.JSONDecodeError as exc:
-                    raise _Bad(f"message {number} (tool): 'parameters' is not JSON") from exc
+            params = _json_value(msg.get("parameters", {}),
+                                 f"message {number} (tool): 'parameters' is not JSON")
             if not isinstance(params, dict):
                 raise _Bad(f"message {number} (tool): 'parameters' must be an object")
             if "observation" not in msg:
@@ -161,12 +167,8 @@ def _tool_calls_text(calls: Any, number: int) -> str:
         function = call.get("function", call) if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise _Bad(f"message {number}: a tool call has no function name")
-        arguments = function.get("arguments", {})
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise _Bad(f"message {number}: tool call arguments are not JSON") from exc
+        arguments = _json_value(function.get("arguments", {}),
+                                f"message {number}: tool call arguments are not JSON")
         lines.append(json.dumps({"name": function["name"], "arguments": arguments},
                                 ensure_ascii=False))
     return "\n".join(lines)
