@@ -102,6 +102,12 @@ def timed(fn, device, reps: int) -> list[float]:
     return out
 
 
+def leading_agreement(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two sequences share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
+
+
 def measure(name, model_cls, config, device, dtype, bandwidth, tiny):
     torch.manual_seed(0)
     with torch.device(device):
@@ -146,8 +152,7 @@ def measure(name, model_cls, config, device, dtype, bandwidth, tiny):
                                  set(), GenerationStats(), ignore_eos=True))
     fast_ids = list(decoder.decode(prompt, SamplingSettings(temperature=0, max_new_tokens=64),
                                    set(), GenerationStats(), ignore_eos=True))
-    pairs = enumerate(zip(plain_ids, fast_ids, strict=False))
-    agree = next((i for i, (a, b) in pairs if a != b), 64)
+    agree = leading_agreement(plain_ids, fast_ids)  # both hold 64 tokens (ignore_eos)
     tps = {k: new / statistics.median(v) for k, v in
            {"generate": gen, "fast_path": fast, "app_stream": app}.items()}
     limit = bandwidth / weight_bytes

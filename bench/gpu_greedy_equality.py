@@ -27,7 +27,7 @@ from backend.generation import GenerationStats, decode_loop
 from backend.qkv_fusion import fuse_qkv
 from backend.sampling import SamplingSettings
 from backend.static_decode import StaticDecoder
-from bench.gpu_generation import glm_6b, smollm2
+from bench.gpu_generation import glm_6b, leading_agreement, smollm2
 
 PROMPT, NEW = 512, 64
 
@@ -38,11 +38,6 @@ def build(model_cls, config, device: torch.device, dtype: torch.dtype):
     with torch.device(device):
         model = model_cls(config).eval()
     return model.to(dtype)
-
-
-def leading_agreement(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a),
-                                                                                       len(b)))
 
 
 def plain_tokens(model, prompt: list[int], new: int) -> list[int]:

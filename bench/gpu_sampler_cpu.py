@@ -71,6 +71,9 @@ def main() -> None:
     wall_b, cpu_b, ps_b = measure(args.seconds, sampler)
     samples_b = sampler.sample_count
 
+    # stop() closed NVML, and read() only reopens it `retry_s` (60 s) after the last try: reopen
+    # it now, outside the timing, so that the tight samples read the GPUs as phase 2 did.
+    sampler._nvml.open()
     before = time.process_time()
     for _ in range(args.tight):
         sampler.sample_once()

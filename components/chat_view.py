@@ -18,11 +18,16 @@ def render_stats(message: dict) -> None:
         st.info(message["notice"], icon="✂️")
 
 
+def render_message(message: dict) -> None:
+    """A message's text (or a note that it is empty) and the caption under it."""
+    st.markdown(message.get("content") or "*(empty reply)*")
+    render_stats(message)
+
+
 def render_history(messages: list[dict]) -> None:
     for message in messages:
         with st.chat_message(message["role"]):
-            st.markdown(message["content"] or "*(empty reply)*")
-            render_stats(message)
+            render_message(message)
 
 
 def render_export(messages: list[dict], meta: dict, key: str) -> None:

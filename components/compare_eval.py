@@ -18,9 +18,11 @@ from backend.compare.results import LOSS_LABEL, EvalResult
 from backend.model_loader import ModelLoadError
 from backend.sampling import SamplingSettings
 from components.compare_sampling import describe
-from components.compare_setup import CompareSetup
+from components.compare_setup import CompareSetup, ready_or_explain
 from components.compare_side import load_base
 from components.compare_state import remember_inputs
+from components.model_cache import progress_to
+from components.reply_stream import wait_notice
 
 log = logging.getLogger(__name__)
 SCALE_NOTE = ("ROUGE-1, ROUGE-2, ROUGE-L (F1) and BLEU-4 (smoothing method 3) are on a 0–100 "
@@ -91,13 +93,12 @@ def _run(setup: CompareSetup, path: str, settings: EvalSettings,
         return None
     bar = st.progress(0.0, text="Starting")
     note = st.empty()
-
-    def waiting(seconds: float) -> None:
-        note.info(f"Waiting for another generation to finish… {seconds:.0f} s", icon="⏳")
+    waiting = wait_notice(note, "Waiting for another generation to finish")
+    show = progress_to(bar)
 
     def progress(fraction: float, message: str) -> None:
         note.empty()
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+        show(fraction, message)
 
     try:
         result = evaluate(setup.host, setup.variants, path, settings, cache, progress, waiting)
@@ -134,13 +135,9 @@ def render_batch_evaluation(setup: CompareSetup, sampling: SamplingSettings,
     if clicked:
         if not path.strip():
             st.warning("Enter or upload a validation file first.")
-        elif setup.base_error:
-            st.error(setup.base_error)
-        elif not setup.variants:
-            st.warning("Pick at least one usable variant in the sidebar.")
-        else:
+        elif ready_or_explain(setup):
             result = _run(setup, path, settings, cache)
-    elif path.strip() and setup.variants and not setup.base_error:
+    elif path.strip() and setup.ready:
         try:
             result = evaluate(setup.host, setup.variants, path, settings, cache,
                               only_cached=True)

@@ -3,7 +3,7 @@ training runs, other adapter folders), each checked before anything is loaded.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -25,12 +25,20 @@ class CompareSetup:
     host: VariantHost
     variants: list[Variant]
     base_error: str | None = None
-    refused: dict[str, str] = field(default_factory=dict)  # label -> why
     status_slot: Any = None
 
     @property
     def ready(self) -> bool:
-        return self.base_error is None and bool(self.variants)
+        return not self.base_error and bool(self.variants)
+
+
+def ready_or_explain(setup: CompareSetup) -> bool:
+    """True when the setup can run; otherwise False, with the reason shown in the page."""
+    if setup.base_error:
+        st.error(setup.base_error)
+    elif not setup.variants:
+        st.warning("Pick at least one usable variant in the sidebar.")
+    return setup.ready
 
 
 def _extra_paths(text: str) -> list[str]:
@@ -137,7 +145,6 @@ def render_compare_setup() -> CompareSetup:
         try:
             host.check(variant)
         except CompareError as exc:
-            setup.refused[label] = str(exc)
             side.error(f"{variant.label}: {exc}")
             continue
         setup.variants.append(variant)

@@ -4,7 +4,6 @@ same sampling settings and seed; tokens and tokens/s under each answer; Regenera
 from __future__ import annotations
 
 import logging
-import time
 
 import streamlit as st
 
@@ -14,10 +13,11 @@ from backend.model_loader import ModelLoadError
 from backend.prompting import PromptTooLongError
 from backend.sampling import SamplingSettings
 from components.compare_sampling import describe
-from components.compare_setup import CompareSetup
+from components.compare_setup import CompareSetup, ready_or_explain
+from components.model_cache import progress_to
+from components.reply_stream import draw_stream, wait_notice
 
 log = logging.getLogger(__name__)
-REDRAW_INTERVAL_S = 0.05
 RESULT_KEY = "cmp_side_result"
 
 
@@ -38,7 +38,7 @@ def load_base(setup: CompareSetup) -> bool:
         return True
     bar = st.progress(0.0, text=f"Loading the base model {setup.host.spec.path}…")
     try:
-        setup.host.ensure_base(lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+        setup.host.ensure_base(progress_to(bar))
     except (CompareError, ModelLoadError) as exc:
         bar.empty()
         st.error(str(exc))
@@ -54,22 +54,14 @@ def _generate_one(setup: CompareSetup, variant: Variant, messages: list[dict],
     status, body, caption = st.empty(), st.empty(), st.empty()
     entry: dict = {"label": variant.label, "key": variant.key, "text": "", "stats": None,
                    "error": None}
-
-    def waiting(seconds: float) -> None:
-        status.info(f"Waiting for another generation to finish… {seconds:.0f} s", icon="⏳")
-
+    waiting = wait_notice(status, "Waiting for another generation to finish")
     status.caption("Waiting for its turn…")
     stream = None
     try:
         with setup.host.generating(variant, on_wait=waiting):
             status.empty()
             stream = setup.host.engine.chat_stream(messages, settings)
-            last = 0.0
-            for _ in stream:
-                now = time.perf_counter()
-                if now - last >= REDRAW_INTERVAL_S:
-                    body.markdown(stream.text + "▌")
-                    last = now
+            draw_stream(stream, body)
     except (CompareError, PromptTooLongError, ModelLoadError) as exc:
         entry["error"] = str(exc)
         status.error(str(exc))
@@ -139,11 +131,7 @@ def render_side_by_side(setup: CompareSetup, settings: SamplingSettings) -> None
         system = st.session_state.get("cmp_system", "") if generate else previous["system"]
         if not prompt.strip():
             st.warning("Enter a prompt first.")
-        elif setup.base_error:
-            st.error(setup.base_error)
-        elif not setup.variants:
-            st.warning("Pick at least one usable variant in the sidebar.")
-        else:
+        elif ready_or_explain(setup):
             _run(setup, prompt, system, settings)
             return
     if previous is not None:

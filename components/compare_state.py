@@ -23,10 +23,8 @@ DEFAULTS = {
     "cmp_repetition_penalty": 1.0, "cmp_max_new_tokens": 128, "cmp_seed": 42,
     "cmp_eval_path": "", "cmp_eval_max": 20,
 }
-_TYPES = {"cmp_base": str, "cmp_extra": str, "cmp_eval_path": str, "cmp_trust": bool,
-          "cmp_greedy": bool, "cmp_temperature": float, "cmp_top_p": float,
-          "cmp_repetition_penalty": float, "cmp_top_k": int, "cmp_max_new_tokens": int,
-          "cmp_seed": int, "cmp_eval_max": int}
+# what a remembered value is converted to: its default's type (cmp_variants is checked apart)
+_TYPES = {key: type(value) for key, value in DEFAULTS.items() if key != "cmp_variants"}
 
 
 def restore_inputs(cache: ResultCache) -> None:

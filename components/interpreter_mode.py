@@ -36,8 +36,10 @@ from backend.interpreter.loop import DEFAULT_MAX_ROUNDS
 from backend.model_loader import ModelLoadError
 from backend.prompting import PromptTooLongError
 from backend.sampling import SamplingSettings
-from components.chat_view import render_export, render_stats
+from components.chat_input import take_user_message
+from components.chat_view import render_export, render_message, render_stats
 from components.model_cache import get_engine
+from components.reply_stream import StreamRedraw, wait_notice
 
 log = logging.getLogger(__name__)
 
@@ -307,11 +309,7 @@ def _run_model(history: list[dict], settings: SamplingSettings, system: str, tim
                                  observation_role=observation_role(engine.loaded.tokenizer))
     with live:
         waiting = st.empty()
-
-        def on_wait(seconds: float) -> None:
-            waiting.info(f"Waiting for another session's generation to finish… {seconds:.0f} s",
-                         icon="⏳")
-
+        on_wait = wait_notice(waiting, "Waiting for another session's generation to finish")
         drawer = _StepDrawer(waiting)
         with get_pool().session(_key()) as kernel:
             steps = run_rounds(EngineTurn(engine, settings, on_wait=on_wait), kernel, history,
@@ -330,7 +328,7 @@ class _StepDrawer:
         self.waiting = waiting
         self.slots: dict[int, object] = {}
         self.running = None  # the on_progress drawer of the cell that runs now
-        self.last_draw = 0.0
+        self.redraw = StreamRedraw()
 
     def progress(self, elapsed: float, outputs: list[Output]) -> None:
         if self.running is not None:
@@ -345,20 +343,24 @@ class _StepDrawer:
                 "result" if observation else "assistant",
                 avatar=":material/terminal:" if observation else None).empty()
         slot = self.slots[id(entry)]
-        now = time.monotonic()
-        if step.kind == "delta" and now - self.last_draw >= 0.05:
-            self.last_draw = now
-            slot.markdown(entry["content"] + "▌")
+        if step.kind == "delta":
+            self.redraw(slot, entry["content"])
         elif step.kind == "reply":
             with slot.container():
-                st.markdown(entry["content"] or "*(empty reply)*")
-                render_stats(entry)
+                render_message(entry)
         elif step.kind == "run":
             self.running = _progress(slot)
         elif step.kind == "result":
             self.running = None
             with slot.container():
                 _render_run(entry)
+
+
+def _user_entry(prompt: str) -> dict:
+    """A chat message, told about the uploads saved since the last one."""
+    files: list[FileInfo] = st.session_state.pop("interpreter_unannounced", [])
+    return {"role": "user", "content": upload_prefix(files) + prompt, "text": prompt,
+            "files": [info.name for info in files]}
 
 
 def _persistent_number(label: str, key: str, default: float, low: float, high: float,
@@ -414,17 +416,10 @@ def render_interpreter_mode(settings: SamplingSettings, system_prompt_extra: str
         help="Run code yourself in this session's kernel; the model sees it and its output.")
     run_clicked = st.button("Run code", icon=":material/play_arrow:", key="interpreter_run")
 
-    prompt = st.chat_input("Ask about your files, or ask for an analysis", key="interpreter_input",
-                           disabled=not model_ready)
-    if prompt is not None and not prompt.strip():
-        st.warning("The message is empty: type something first.")
-    elif prompt is not None:
-        files: list[FileInfo] = st.session_state.pop("interpreter_unannounced", [])
-        history.append({"role": "user", "content": upload_prefix(files) + prompt, "text": prompt,
-                        "files": [info.name for info in files]})
-        with live:
-            _render_entry(history[-1])
-        st.session_state["interpreter_pending"] = True
+    take_user_message(history, "Ask about your files, or ask for an analysis",
+                      key="interpreter_input", pending_key="interpreter_pending",
+                      disabled=not model_ready, make_entry=_user_entry, render=_render_entry,
+                      container=live)
 
     busy = (run_clicked and code.strip()) or st.session_state.get("interpreter_pending")
     if not busy:

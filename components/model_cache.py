@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import streamlit as st
 
+from backend import default_model
 from backend.engine import ModelEngine
 from backend.model_loader import LoadedModel, ModelLoadError, ModelSpec
 
@@ -18,10 +20,16 @@ def get_engine() -> ModelEngine:
 
 def initial_spec() -> ModelSpec:
     """The model the app starts with: $MODEL_PATH, else the embedded default."""
+    alias = default_model.DEFAULT_MODEL_ALIAS
     return ModelSpec(
-        path=os.environ.get("MODEL_PATH", "default") or "default",
+        path=os.environ.get("MODEL_PATH", alias) or alias,
         trust_remote_code=os.environ.get("TRUST_REMOTE_CODE", "") in ("1", "true", "yes"),
     )
+
+
+def progress_to(bar) -> Callable[[float, str], None]:
+    """A load/progress callback drawing into the `st.progress` bar `bar` (fraction clamped)."""
+    return lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
 
 def load_with_progress(spec: ModelSpec) -> LoadedModel | None:
@@ -29,9 +37,7 @@ def load_with_progress(spec: ModelSpec) -> LoadedModel | None:
     engine = get_engine()
     bar = st.progress(0.0, text=f"Loading {spec.path}…")
     try:
-        loaded = engine.load(
-            spec, lambda frac, msg: bar.progress(min(max(frac, 0.0), 1.0), text=msg)
-        )
+        loaded = engine.load(spec, progress_to(bar))
     except ModelLoadError as exc:
         bar.empty()
         st.session_state["model_error"] = str(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -11,7 +12,37 @@ from backend.prompting import PromptTooLongError
 from backend.sampling import SamplingSettings
 from components.model_cache import get_engine
 
-REDRAW_INTERVAL_S = 0.05
+REDRAW_INTERVAL_S = 0.05  # a streamed text is redrawn at most this often
+CURSOR = "▌"
+
+
+class StreamRedraw:
+    """Draws a growing text with a cursor into a placeholder, at most every REDRAW_INTERVAL_S."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, body, text: str) -> None:
+        now = time.perf_counter()
+        if now - self.last >= REDRAW_INTERVAL_S:
+            body.markdown(text + CURSOR)
+            self.last = now
+
+
+def draw_stream(stream: ChatStream, body) -> None:
+    """Consume `stream`, redrawing its text so far into `body` now and then."""
+    redraw = StreamRedraw()
+    for _ in stream:
+        redraw(body, stream.text)
+
+
+def wait_notice(slot, wording: str) -> Callable[[float], None]:
+    """An on_wait callback: "`wording`… N s" in `slot` while the model is busy elsewhere."""
+
+    def waiting(seconds: float) -> None:
+        slot.info(f"{wording}… {seconds:.0f} s", icon="⏳")
+
+    return waiting
 
 
 def _notice(dropped: int, context_length: int) -> str | None:
@@ -40,11 +71,7 @@ def stream_reply(
         body = st.empty()
         st.button("Stop", icon=":material/stop_circle:", key=stop_key,
                   help="Stop generating; the partial reply is kept.")
-
-        def waiting(seconds: float) -> None:
-            status.info(f"Waiting for another session's generation to finish… {seconds:.0f} s",
-                        icon="⏳")
-
+        waiting = wait_notice(status, "Waiting for another session's generation to finish")
         try:
             with engine.generation_slot(on_wait=waiting):
                 status.empty()
@@ -53,12 +80,7 @@ def stream_reply(
                 except PromptTooLongError as exc:
                     status.error(str(exc))
                     return False
-                last = 0.0
-                for _ in stream:
-                    now = time.perf_counter()
-                    if now - last >= REDRAW_INTERVAL_S:
-                        body.markdown(stream.text + "▌")
-                        last = now
+                draw_stream(stream, body)
                 body.markdown(stream.text or "*(empty reply)*")
         finally:
             if stream is not None:

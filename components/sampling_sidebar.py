@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import streamlit as st
 
 from backend.sampling import PRESETS, SamplingSettings
 
-_DEFAULTS = {"temperature": 0.5, "top_p": 0.5, "top_k": 50, "repetition_penalty": 1.0,
-             "max_new_tokens": 512, "seed": 42, "fixed_seed": False, "system_prompt": "",
+# The sliders start at SamplingSettings' defaults; the seed box shows 42 (off until "Fixed seed").
+_DEFAULTS = {**asdict(SamplingSettings()), "seed": 42, "fixed_seed": False, "system_prompt": "",
              "preset": "Chatbot replies"}
 
 

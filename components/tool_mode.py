@@ -101,7 +101,8 @@ def _registry() -> tuple[ToolRegistry, list[str], list[str], str]:
 
 def _manual_tools(registry: ToolRegistry) -> ToolRegistry | None:
     """Manual mode's tool list editor; the registry it describes, or None while it is invalid."""
-    _restore({"tool_list_text": tool_list_text(registry.schemas())})
+    if "tool_list_text" not in st.session_state:  # the dump only when there is nothing to show
+        _restore({"tool_list_text": tool_list_text(registry.schemas())})
     st.text_area("Tool list (JSON or YAML)", key="tool_list_text", height=240,
                  help="A list of {name, description, parameters}. Tools whose name matches a "
                       "Python tool run it; for the others you type the result.")

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from components.chat_view import render_stats
+from components.chat_view import render_message
 
 DISPLAY_CHARS = 200_000  # past this the page shows the start and offers the whole as a download
 TOOL_AVATAR = ":material/build:"
@@ -55,8 +55,7 @@ def render_tool_history(history: list[dict]) -> None:
                 render_tool_result(entry, str(index))
             continue
         with st.chat_message(entry["role"]):
-            st.markdown(entry.get("content") or "*(empty reply)*")
-            render_stats(entry)
+            render_message(entry)
             not_run = entry.get("calls_not_run")
             if not_run:
                 names = ", ".join(c.get("name") or "?" for c in not_run)

@@ -27,7 +27,6 @@ class AdapterInfo:
 
     path: Path
     base_name: str
-    peft_type: str
     weights: Path
     stamp: int  # newest mtime (ns) of its config and weights: a retrained folder is new
 
@@ -75,7 +74,7 @@ def read_adapter(path: str | Path) -> AdapterInfo:
     if weights is None:
         raise CompareError(f"{folder} has adapter_config.json but no adapter weights "
                            f"({' or '.join(WEIGHT_FILES)}).")
-    return AdapterInfo(folder, base.strip(), peft_type, weights, _stamp([config_file, weights]))
+    return AdapterInfo(folder, base.strip(), weights, _stamp([config_file, weights]))
 
 
 def resolve_base(name: str) -> Path:

@@ -17,6 +17,9 @@ from backend.json_files import read_json, write_atomic, write_json
 
 LAST_FILE = "last.json"
 UPLOADS = "uploads"
+# The files of a model folder whose mtimes make its stamp: config and weights.
+STAMP_NAMES = ("config.json",)
+STAMP_SUFFIXES = (".safetensors", ".bin")
 
 
 def cache_dir() -> Path:
@@ -30,13 +33,12 @@ def entry_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def folder_stamp(folder: Path, names: tuple[str, ...] = ("config.json",),
-                 suffixes: tuple[str, ...] = (".safetensors", ".bin")) -> int:
+def folder_stamp(folder: Path) -> int:
     """Newest mtime (ns) of a model folder's config and weight files (0 when none is there)."""
     stamps = []
     try:
         for entry in folder.iterdir():
-            if entry.name in names or entry.suffix in suffixes:
+            if entry.name in STAMP_NAMES or entry.suffix in STAMP_SUFFIXES:
                 stamps.append(entry.stat().st_mtime_ns)
     except OSError:
         return 0

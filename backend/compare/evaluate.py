@@ -48,10 +48,15 @@ class EvalSettings:
 
 
 def variant_key(host: VariantHost, variant: Variant, file_hash: str,
-                settings: EvalSettings) -> str:
-    """The cache key of one variant's results (CompareError for an unusable adapter)."""
+                settings: EvalSettings, base_stamp: int | None = None) -> str:
+    """The cache key of one variant's results (CompareError for an unusable adapter).
+
+    `base_stamp` is `folder_stamp(host.base_folder)`, read here when not given.
+    """
+    if base_stamp is None:
+        base_stamp = folder_stamp(host.base_folder)
     parts = {"version": CACHE_VERSION, "base": str(host.base_folder),
-             "base_stamp": folder_stamp(host.base_folder), "variant": variant.key,
+             "base_stamp": base_stamp, "variant": variant.key,
              "file": file_hash, "settings": settings.to_dict()}
     if not variant.is_base:
         info = read_adapter(variant.path)
@@ -93,8 +98,9 @@ def evaluate(
     samples, digest = load_samples(data_path, settings.max_samples)
     results: list[VariantResult | None] = []
     todo: list[tuple[int, Variant, str]] = []
+    base_stamp = folder_stamp(host.base_folder)  # the same for every variant
     for index, variant in enumerate(variants):
-        key = variant_key(host, variant, digest, settings)
+        key = variant_key(host, variant, digest, settings, base_stamp)
         data = cache.get(key) if cache is not None else None
         if data is not None and len(data.get("outputs", ())) == len(samples):
             results.append(VariantResult.from_dict({**data, "label": variant.label}))

@@ -108,13 +108,6 @@ class NvmlReader:
         value = self._field(fn, *args)
         return None if value is None else _text(value)
 
-    def uuids(self) -> list[str | None]:
-        """UUID of every device, by NVML index (empty when NVML is unavailable)."""
-        if self._nvml is None:
-            return []
-        count = self._field(self._nvml.nvmlDeviceGetCount) or 0
-        return [self._static_info(i)[1] for i in range(count)]
-
     def mig_parent(self, mig_uuid: str) -> int | None:
         """The NVML index of the GPU holding the MIG device `mig_uuid`."""
         nvml = self._nvml

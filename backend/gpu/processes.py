@@ -6,7 +6,6 @@ sample; entries for processes no longer reported are dropped by `forget_except`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import psutil
@@ -80,8 +79,3 @@ class ProcessCatalog:
         for pid in list(self._cache):
             if pid not in pids:
                 del self._cache[pid]
-
-
-def own_cuda_visible_devices() -> str | None:
-    """This process's CUDA_VISIBLE_DEVICES (None when unset)."""
-    return os.environ.get("CUDA_VISIBLE_DEVICES")
