@@ -13,8 +13,9 @@ from pathlib import Path
 
 from backend.compare.errors import CompareError
 from backend.compare.paths import kind_of, user_path
+from backend.training.data import convert_records
 from backend.training.errors import DataError
-from backend.training.formats import Turn, to_conversation
+from backend.training.formats import Turn
 from backend.training.records import read_records
 
 MAX_LISTED = 5
@@ -84,17 +85,11 @@ def _parsed(text: str, _mtime_ns: int, _size: int) -> tuple[tuple[Sample, ...], 
         raise CompareError(str(exc)) from None
     except OSError as exc:
         raise CompareError(f"Cannot read {path}: {exc.strerror or exc}") from None
-    samples, problems = [], []
-    for record in records:
-        try:
-            conv = to_conversation(record, path)
-        except DataError as exc:
-            problems.append(str(exc))
-            continue
-        samples.append(_sample(conv.turns, record.number, record.where(path)))
+    conversations, problems = convert_records(records, path)
     if problems:
         more = len(problems) - MAX_LISTED
         listed = problems[:MAX_LISTED] + ([f"... and {more} more"] if more > 0 else [])
         raise CompareError(f"{path.name}: {len(problems)} record(s) cannot be used:\n"
                            + "\n".join(f"- {p}" for p in listed))
-    return tuple(samples), digest
+    return tuple(_sample(c.turns, c.record.number, c.record.where(path))
+                 for c in conversations), digest

@@ -82,6 +82,17 @@ class PreparedData:
     report: DataReport
 
 
+def convert_records(records: list, path: Path) -> tuple[list[Conversation], list[str]]:
+    """Every record as a conversation, and the problems of those that cannot be one."""
+    conversations, problems = [], []
+    for record in records:
+        try:
+            conversations.append(to_conversation(record, path))
+        except DataError as exc:
+            problems.append(str(exc))
+    return conversations, problems
+
+
 def read_conversations(path: str | Path, report: DataReport) -> list[Conversation]:
     """Convert every record; problems go into `report` (file-level ones end the reading)."""
     path = Path(path).expanduser()
@@ -91,15 +102,11 @@ def read_conversations(path: str | Path, report: DataReport) -> list[Conversatio
         report.add_problem(str(exc))
         return []
     report.records = len(records)
-    conversations = []
-    for record in records:
-        try:
-            conv = to_conversation(record, path)
-        except DataError as exc:
-            report.add_problem(str(exc))
-            continue
+    conversations, problems = convert_records(records, path)
+    for problem in problems:
+        report.add_problem(problem)
+    for conv in conversations:
         report.formats[conv.format] += 1
-        conversations.append(conv)
     return conversations
 
 
