@@ -91,7 +91,14 @@ def _data_source(runs_root: Path) -> str:
     if source == SOURCES[0]:
         upload = st.file_uploader("Training data (.json list or .jsonl)", type=["json", "jsonl"],
                                   key="train_upload")
-        return str(_save_upload(upload, folder)) if upload is not None else ""
+        if upload is None:
+            return ""
+        try:
+            return str(_save_upload(upload, folder))
+        except OSError as exc:
+            st.error(f"Cannot keep the upload in {folder}: {exc.strerror or exc}. Choose a runs "
+                     "folder you can write (WORKBENCH_RUNS_DIR), or a file on this machine.")
+            return ""
     if source == SOURCES[1]:
         names = _earlier_uploads(folder)
         if not names:

@@ -99,6 +99,18 @@ def test_check_shows_preview_and_bad_input_gives_clear_errors(runs_root, tmp_pat
     assert not at.exception and registry.list_runs(runs_root) == []
 
 
+def test_a_runs_folder_that_cannot_be_written_gives_a_message(tmp_path, monkeypatch,
+                                                              good_file):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(blocker / "runs"))
+    at = open_page()
+    use_path(at, good_file)
+    at.button(key="train_launch").click().run()
+    assert not at.exception
+    assert "Cannot create a run folder in" in texts(at.error)
+
+
 def test_launch_stop_resume_and_delete_from_the_page(runs_root, good_file):
     at = open_page()
     use_path(at, good_file)
